@@ -2,12 +2,187 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+from pathlib import Path
+
 import typer
+from rich.console import Console
 
 from leaktrace.autograph.cli import app as autograph_app
+from leaktrace.config import Settings, get_settings
 
 app = typer.Typer(help="Leaktrace: forensic video watermarking and leak tracing.", no_args_is_help=True)
 app.add_typer(autograph_app, name="autograph")
+admin_app = typer.Typer(help="Accounts and applications.", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
+
+err = Console(stderr=True)
+DEMO_NAME = "demo"
+DEMO_CREDENTIALS = "demo-credentials.json"
+
+
+def _database(settings: Settings):  # type: ignore[no-untyped-def]
+    # Every command creates or upgrades the database on first use.
+    from leaktrace.store.db import open_database
+
+    settings.ensure_data_dir()
+    return open_database(settings.resolved_database_url)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8080, help="Port to listen on."),
+    embedded_worker: bool = typer.Option(
+        None, "--embedded-worker/--no-embedded-worker", help="Consume the queue in this process (default: yes for the SQLite queue)."
+    ),
+) -> None:
+    """Run the API, with queue consumer threads inside it by default."""
+    import uvicorn
+
+    from leaktrace.api.app import create_app
+    from leaktrace.tasks.queue import make_queue
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    db = _database(settings)
+    queue = make_queue(settings)
+    run_worker = queue.is_embedded if embedded_worker is None else embedded_worker
+    err.print(
+        f"Leaktrace on http://{host}:{port} (data in {settings.data_dir.resolve()}, "
+        f"{'embedded worker' if run_worker else 'no embedded worker'})"
+    )
+    uvicorn.run(create_app(settings, db=db, queue=queue, run_worker=run_worker), host=host, port=port)
+
+
+@app.command()
+def worker(threads: int = typer.Option(None, help="Consumer threads (default LEAKTRACE_WORKER_THREADS).")) -> None:
+    """Consume the queue (jobs and backtraces) until interrupted."""
+    from leaktrace.tasks.queue import make_queue, process_consumer
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    _database(settings)
+    process_consumer(make_queue(settings), workers=threads or settings.worker_threads).run()
+
+
+@admin_app.command("create-app")
+def create_app_command(
+    name: str = typer.Option(..., help="Account (user) name; created if it does not exist."),
+    email: str = typer.Option(None, help="Email of a new account."),
+    scopes: str = typer.Option("me,mediahub,autograph", help="Comma-separated scopes the application may request."),
+    app_name: str = typer.Option(None, "--app-name", help="Application name (default: the account name)."),
+) -> None:
+    """Create an application (and its account if needed); prints user_id, client_id, client_secret."""
+    from leaktrace.store import accounts
+    from leaktrace.store.errors import InvalidInput
+
+    settings = get_settings()
+    db = _database(settings)
+    try:
+        scope_list = accounts.parse_scopes(scopes)
+    except InvalidInput as exc:
+        raise typer.BadParameter(exc.message, param_hint="--scopes") from None
+    user = accounts.find_user_by_name(db, name=name) or accounts.create_user(db, name=name, email=email)
+    application, secret = accounts.create_application(
+        db, settings.fernet(), user_id=user.id, name=app_name or name, scopes=scope_list
+    )
+    typer.echo(json.dumps({"user_id": user.id, "client_id": application.client_id, "client_secret": secret}))
+
+
+@admin_app.command("reset-secret")
+def reset_secret(client_id: str = typer.Option(..., help="The application's client_id.")) -> None:
+    """Give an application a new client_secret (its tokens stop working); prints it as JSON."""
+    from leaktrace.store import accounts
+    from leaktrace.store.errors import NotFound
+
+    settings = get_settings()
+    try:
+        application, secret = accounts.reset_client_secret(_database(settings), settings.fernet(), client_id=client_id)
+    except NotFound:
+        err.print(f"[red]No application with client_id {client_id}[/red]")
+        raise typer.Exit(1) from None
+    typer.echo(json.dumps({"user_id": application.user_id, "client_id": application.client_id, "client_secret": secret}))
+
+
+@admin_app.command("demo")
+def demo(reset: bool = typer.Option(False, "--reset", help="Issue a new secret for the demo application.")) -> None:
+    """Create the demo account and application once and print its credentials.
+
+    The credentials are also written to `<data dir>/demo-credentials.json` (mode 600); later runs
+    only say where they are.
+    """
+    from leaktrace.store import accounts
+
+    settings = get_settings()
+    db = _database(settings)
+    path = settings.data_dir / DEMO_CREDENTIALS
+    user = accounts.find_user_by_name(db, name=DEMO_NAME)
+    existing = accounts.list_applications(db, user_id=user.id) if user else []
+    if existing and not reset:
+        typer.echo(
+            f"Demo application exists: client_id {existing[0].client_id}.\n"
+            f"Its client_secret was printed on the first run and saved in {path}.\n"
+            f"For a new secret run: .venv/bin/leaktrace admin demo --reset"
+        )
+        return
+    if existing:
+        application, secret = accounts.reset_client_secret(db, settings.fernet(), client_id=existing[0].client_id)
+    else:
+        user = user or accounts.create_user(db, name=DEMO_NAME, email="demo@localhost")
+        application, secret = accounts.create_application(
+            db, settings.fernet(), user_id=user.id, name="demo", scopes=["me", "mediahub", "autograph"]
+        )
+    credentials = {"user_id": application.user_id, "client_id": application.client_id, "client_secret": secret}
+    _write_private(path, json.dumps(credentials, indent=2) + "\n")
+    typer.echo(f"Demo account created. Keep these credentials (also saved in {path}):")
+    typer.echo(f"  client_id:     {application.client_id}")
+    typer.echo(f"  client_secret: {secret}")
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+@app.command("sign-link")
+def sign_link(
+    file_id: str = typer.Option(..., "--file-id", help="Id of the file (an AutoGraph master) to download."),
+    tag: str = typer.Option(..., "--tag", help="The viewer's tag to embed; percent-encoded in the link."),
+    validity: int = typer.Option(..., "--validity", min=1, help="Seconds from now until the link expires."),
+    client_id: str = typer.Option(..., "--client-id", help="The signing application's client_id."),
+    client_secret: str = typer.Option(..., "--client-secret", help="The application's client_secret (base64)."),
+    base_url: str = typer.Option(None, "--base-url", help="Scheme and host of the API (default LEAKTRACE_PUBLIC_URL)."),
+) -> None:
+    """Print an HMAC-signed download link for one viewer (works offline: nothing is looked up)."""
+    from leaktrace.delivery import signing
+    from leaktrace.ids import is_id
+
+    if not is_id(file_id):
+        raise typer.BadParameter("must be 24 lowercase hex characters", param_hint="--file-id")
+    if not tag:
+        raise typer.BadParameter("must not be empty", param_hint="--tag")
+    try:
+        signing.secret_key(client_secret)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--client-secret") from None
+    try:
+        origin = signing.origin(base_url or get_settings().base_url)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--base-url") from None
+    link = signing.download_link(
+        file_id=file_id,
+        tag=tag,
+        expiry_time=signing.expiry_after(validity),
+        client_id=client_id,
+        client_secret=client_secret,
+        base_url=origin,
+    )
+    typer.echo(link)
+
 
 if __name__ == "__main__":
     app()

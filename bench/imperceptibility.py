@@ -1,0 +1,175 @@
+"""Imperceptibility per clip and strength: luma PSNR, SSIM, VMAF (when ffmpeg has libvmaf), stills.
+
+For every clip in ../shared/testdata and every strength (light 48 dB, medium 44 dB, strong 40 dB
+targets, each within 1 dB), the clip is prepared with our engine and each variant (A and B),
+decoded, is compared with the unmarked encode of the same rendition and encoder settings, decoded
+(`leaktrace.autograph.quality.measure_psnr`, the measurement the strengths are defined on).
+
+Stills: the flat, hazy sky of plane_clouds at 1:1 (a crop, no scaling) for the unmarked encode and
+variant A at each strength, plus the difference x8 around mid-grey, under bench/out/stills/, for a
+person to look at.
+
+    .venv/bin/python -m bench.imperceptibility           # full run, writes BENCHMARKS.md
+    .venv/bin/python -m bench.imperceptibility --quick   # one clip, 2 s, no write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from bench import media, report
+
+STRENGTHS = {"light": 48.0, "medium": 44.0, "strong": 40.0}
+TOLERANCE_DB = 1.0
+STILL_CLIP = "plane_clouds_720p30_6s.mp4"
+SKY_CROP = (680, 170, 480, 360)  # x, y, width, height of the flat sky in the 1280x720 frame
+STILL_TIME = 1.0
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def has_libvmaf() -> bool:
+    """Whether the ffmpeg CLI at hand has the libvmaf filter."""
+    out = subprocess.run([media.FFMPEG, "-hide_banner", "-filters"], capture_output=True, text=True).stdout
+    return any(line.split()[1:2] == ["libvmaf"] for line in out.splitlines() if line.strip())
+
+
+def vmaf(distorted: Path, reference: Path) -> float:
+    """Mean VMAF of `distorted` against `reference` through ffmpeg's libvmaf filter."""
+    out = subprocess.run([media.FFMPEG, "-hide_banner", "-i", str(distorted), "-i", str(reference),
+                          "-lavfi", "libvmaf", "-f", "null", "-"], capture_output=True, text=True).stderr
+    for line in out.splitlines():
+        if "VMAF score" in line:
+            return float(line.rsplit(":", 1)[1])
+    raise RuntimeError("libvmaf printed no score")
+
+
+def clip_list(quick: bool) -> list[str]:
+    if quick:
+        return [STILL_CLIP]
+    return sorted(p.name for p in media.require_testdata().iterdir()
+                  if p.suffix in (".mp4", ".mkv", ".webm"))
+
+
+def frame_at(source: Path | object, index: int) -> np.ndarray:
+    """Frame `index` of a file or a readable binary stream, uint8 BGR (H, W, 3)."""
+    import av
+
+    with av.open(source if not isinstance(source, Path) else str(source)) as container:
+        for i, frame in enumerate(container.decode(container.streams.video[0])):
+            if i == index:
+                return frame.to_ndarray(format="bgr24")
+    raise IndexError(f"frame {index} not found")
+
+
+def save_stills(title_dirs: dict[str, Path], unmarked: Path, fps: float, out_dir: Path) -> list[Path]:
+    """Crop the flat sky at 1:1 from the unmarked encode and variant A per strength; save PNGs
+    (colour), and the luma difference x8 around mid-grey."""
+    from leaktrace.autograph.assemble import variant_copy
+    from leaktrace.autograph.package import load_title
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    index = int(STILL_TIME * fps)
+    x, y, w, h = SKY_CROP
+    base = frame_at(unmarked, index)
+    saved = [out_dir / "plane_clouds_sky_unmarked.png"]
+    cv2.imwrite(str(saved[0]), base[y:y + h, x:x + w])
+    base_luma = media.luma(base)
+    for strength, outdir in title_dirs.items():
+        with variant_copy(load_title(outdir), "A") as copy, copy.open() as stream:
+            marked = frame_at(stream, index)
+        path = out_dir / f"plane_clouds_sky_{strength}.png"
+        cv2.imwrite(str(path), marked[y:y + h, x:x + w])
+        diff = np.clip(128 + 8 * (media.luma(marked) - base_luma), 0, 255).astype(np.uint8)
+        diff_path = out_dir / f"plane_clouds_sky_{strength}_diff_x8.png"
+        cv2.imwrite(str(diff_path), diff[y:y + h, x:x + w])
+        saved += [path, diff_path]
+    return saved
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="one clip, 2 s, no BENCHMARKS.md write")
+    parser.add_argument("--no-write", action="store_true", help="print only, do not touch BENCHMARKS.md")
+    parser.add_argument("--seconds", type=float, default=None,
+                        help="prepare only the first SECONDS of each clip (default 10, quick 2)")
+    parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    from leaktrace.autograph.embed import prepare
+    from leaktrace.autograph.quality import measure_psnr
+
+    seconds = args.seconds or (2.0 if args.quick else 10.0)
+    workdir = media.OUT / ("imperceptibility-quick" if args.quick else "imperceptibility")
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    with_vmaf = has_libvmaf()
+    rows, results, misses = [], [], []
+    stills: list[Path] = []
+    for clip in clip_list(args.quick):
+        source = media.TESTDATA / clip
+        unmarked = workdir / f"{Path(clip).stem}-unmarked.mp4"
+        title_dirs: dict[str, Path] = {}
+        for strength, target in STRENGTHS.items():
+            outdir = workdir / f"{Path(clip).stem}-{strength}"
+            log(f"{clip}: prepare {strength}")
+            manifest = prepare(source, outdir, strength=strength, duration=seconds)
+            title_dirs[strength] = outdir
+            quality = measure_psnr(source, outdir, unmarked_path=unmarked)
+            vmaf_text = "n/a: no libvmaf"
+            if with_vmaf:
+                from leaktrace.autograph.assemble import variant_copy
+                from leaktrace.autograph.package import load_title
+
+                copy_a = outdir / "variant-A.mp4"
+                variant_copy(load_title(outdir), "A").write_to(copy_a)
+                vmaf_text = f"{vmaf(copy_a, unmarked):.2f}"
+            a, b = quality["A"], quality["B"]
+            within = all(abs(q.psnr_db - target) <= TOLERANCE_DB for q in (a, b))
+            if not within:
+                misses.append(f"{clip} {strength}: A {a.psnr_db:.2f} dB, B {b.psnr_db:.2f} dB (target {target:g})")
+            r = manifest["rendition"]
+            rows.append([clip, f"{r['width']}x{r['height']}", strength, f"{target:g}",
+                         f"{a.psnr_db:.2f}", f"{b.psnr_db:.2f}",
+                         f"{min(a.min_frame_psnr_db, b.min_frame_psnr_db):.2f}",
+                         f"{a.ssim:.4f} / {b.ssim:.4f}", vmaf_text, "ok" if within else "MISSED"])
+            results.append({"clip": clip, "strength": strength, "target_db": target,
+                            "A": a.as_dict(), "B": b.as_dict(), "vmaf": vmaf_text, "within": within})
+        if clip == STILL_CLIP:
+            fps = manifest["rendition"]["fps"][0] / manifest["rendition"]["fps"][1]
+            stills = save_stills(title_dirs, unmarked, fps, media.OUT / "stills")
+
+    table = report.markdown_table(
+        ["clip", "rendition", "strength", "target dB", "Y-PSNR A dB", "Y-PSNR B dB", "worst frame dB",
+         "SSIM A / B", "VMAF", f"within {TOLERANCE_DB:g} dB"], rows)
+    body = (f"Each clip's first {seconds:g} s prepared with the engine defaults (2 s positions, libx264 "
+            f"veryfast CRF 20); Y-PSNR over all frames of each variant against the unmarked encode with the "
+            f"same settings (`quality.measure_psnr`); SSIM on every 10th frame; VMAF "
+            f"{'with libvmaf' if with_vmaf else 'n/a: the ffmpeg at hand (Debian 5.1) has no libvmaf'}.\n\n"
+            f"{table}\n\nStills (1:1 crop {SKY_CROP[2]}x{SKY_CROP[3]} of the flat sky in {STILL_CLIP} at "
+            f"{STILL_TIME:g} s, variant A; `_diff_x8` = 128 + 8 x (marked - unmarked)): "
+            + ", ".join(f"`{p.relative_to(media.REPO_ROOT)}`" for p in stills))
+    print(body)
+    if misses:
+        print("\nMISSED (strength not within tolerance):\n" + "\n".join(f"  - {m}" for m in misses), file=sys.stderr)
+    if args.json_out:
+        args.json_out.write_text(json.dumps({"results": results, "misses": misses,
+                                             "stills": [str(p) for p in stills]}, indent=1, default=str))
+    if not args.quick and not args.no_write:
+        report.write_section("imperceptibility", title="Imperceptibility: luma PSNR, SSIM, VMAF, stills",
+                             body=body, command=report.command_line("bench.imperceptibility"))
+    return 1 if misses else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

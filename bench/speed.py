@@ -1,0 +1,214 @@
+"""Speed of the engine, each number a ratio against a plain baseline measured in the same run.
+
+1. prepare / one plain `ffmpeg -c:v libx264` encode of the same rendition with the same preset,
+   CRF and GOP (target <= 2.3; prepare encodes two variants, so 2 is the floor);
+2. copy assembly throughput / plain file copy of the same number of bytes (target >= 0.5);
+3. trace / `ffmpeg` just decoding the leak (target <= 2);
+4. scoring 10^6 candidates over a 3600-position title (target < 30 s).
+
+The machine is shared, so each baseline is measured right before and after the engine step and
+averaged, and copies are repeated (median).
+
+    .venv/bin/python -m bench.speed            # full run, writes BENCHMARKS.md
+    .venv/bin/python -m bench.speed --quick    # tiny inputs, seconds, no write
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench import engine, media, report
+
+TARGETS = {"prepare": 2.3, "copy": 0.5, "trace": 2.0, "scoring_seconds": 30.0}
+
+
+@dataclass(frozen=True)
+class Config:
+    master: media.MasterSpec
+    copy_repeats: int
+    trace_tags: int
+    scoring_candidates: int
+    scoring_positions: int
+
+
+FULL = Config(master=media.MasterSpec(), copy_repeats=5, trace_tags=100,
+              scoring_candidates=1_000_000, scoring_positions=3600)
+QUICK = Config(master=media.QUICK_MASTER, copy_repeats=3, trace_tags=10,
+               scoring_candidates=10_000, scoring_positions=360)
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def plain_x264_seconds(master: Path, out_path: Path, manifest: dict) -> float:
+    """One plain ffmpeg libx264 encode of the master with the title's preset, CRF and GOP."""
+    enc = manifest["encoder"]
+    gop = manifest["frames_per_position"]
+    cmd = [media.FFMPEG, "-y", "-hide_banner", "-loglevel", "error", "-i", str(master),
+           "-c:v", "libx264", "-preset", enc["preset"], "-crf", str(enc["crf"]),
+           "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-pix_fmt", "yuv420p",
+           "-an", str(out_path)]
+    return media.run(cmd, what="plain x264 encode")
+
+
+def measure_prepare(master: Path, workdir: Path) -> dict:
+    """Prepare with the defaults, between two plain encodes of the same rendition and settings."""
+    outdir = workdir / "title"
+    log("prepare (engine defaults) ...")
+    prepare_s = engine.prepare(master, outdir)
+    manifest = json.loads((outdir / "manifest.json").read_text())
+    log("plain x264 encodes ...")
+    plain = [plain_x264_seconds(master, workdir / "plain.mp4", manifest) for _ in range(2)]
+    plain_s = statistics.mean(plain)
+    return {"outdir": outdir, "manifest": manifest, "prepare_s": prepare_s, "plain_s": plain_s,
+            "plain_runs": plain, "ratio": prepare_s / plain_s}
+
+
+def measure_copy(outdir: Path, workdir: Path, repeats: int) -> dict:
+    """Median time of write_copy for a tag against shutil.copyfile of a file of the same size."""
+    from leaktrace.autograph.assemble import TagCopy, write_copy
+
+    size = TagCopy(outdir, "speed-viewer-0").size
+    same_size = workdir / "same-size.bin"
+    with same_size.open("wb") as fh:
+        fh.write(np.random.default_rng(0).integers(0, 256, size, dtype=np.uint8).tobytes())
+    copy_runs, plain_runs = [], []
+    for i in range(repeats):
+        # Alternate, so both see the same page-cache and machine-load conditions.
+        began = time.perf_counter()
+        write_copy(outdir, f"speed-viewer-{i}", workdir / "copy.mp4")
+        copy_runs.append(time.perf_counter() - began)
+        began = time.perf_counter()
+        shutil.copyfile(same_size, workdir / "plain-copy.bin")
+        plain_runs.append(time.perf_counter() - began)
+    copy_s, plain_s = statistics.median(copy_runs), statistics.median(plain_runs)
+    return {"bytes": size, "copy_s": copy_s, "plain_s": plain_s,
+            "copy_mb_s": size / copy_s / 1e6, "plain_mb_s": size / plain_s / 1e6,
+            "ratio": plain_s / copy_s}
+
+
+def measure_trace(master: Path, outdir: Path, workdir: Path, n_tags: int) -> dict:
+    """Trace an H.264 CRF 23 re-encode of a copy (whole title) against `n_tags` real tags,
+    between two ffmpeg decodes of the same leak."""
+    tags = [f"speed-viewer-{i}" for i in range(n_tags)]
+    copy = workdir / "leak-source.mp4"
+    engine.copy(outdir, tags[0], copy)
+    leak, _ = media.apply_attack(media.attack_suite()[0], [copy], workdir / "leak")
+    decode_cmd = [media.FFMPEG, "-hide_banner", "-loglevel", "error", "-i", str(leak), "-f", "null", "-"]
+    decode = [media.run(decode_cmd, what="decode leak")]
+    log("trace ...")
+    result = engine.trace(leak, outdir, tags, tags_file=workdir / "tags.txt")
+    decode.append(media.run(decode_cmd, what="decode leak"))
+    decode_s = statistics.mean(decode)
+    return {"leak_seconds": media.probe(leak).duration, "trace_s": result.seconds, "decode_s": decode_s,
+            "ratio": result.seconds / decode_s, "accused": result.accused_tags, "true_tag": tags[0],
+            "stages": result.raw.get("seconds", {})}
+
+
+def measure_scoring(n_candidates: int, n_positions: int) -> dict:
+    """Score `n_candidates` keyed tags (as the service does: every tag that obtained a copy, codeword
+    generation included) over `n_positions` positions read from one of them with 5 % of the
+    positions wrong and 5 % erased."""
+    from leaktrace.autograph import code
+
+    key = bytes(range(32))
+    tags = [f"viewer-{i:07d}" for i in range(n_candidates)]
+    leaker = tags[n_candidates // 3]
+    rng = np.random.default_rng(7)
+    symbols = code.codeword(key, leaker, n_positions).astype(np.int8)
+    flip = rng.random(n_positions) < 0.05
+    symbols[flip] = 1 - symbols[flip]
+    symbols[rng.random(n_positions) < 0.05] = code.SYMBOL_ERASED
+    z = np.where(symbols[:, None] == np.arange(2)[None, :], 20.0, 0.0).astype(np.float32)
+    z[symbols < 0] = 0.0
+    began = time.perf_counter()
+    verdict = code.accuse(code.Observations(symbols=symbols, z=z), key=key, tags=tags)
+    seconds = time.perf_counter() - began
+    accused = [a.tag for a in verdict.accused]
+    return {"n_candidates": n_candidates, "n_positions": n_positions, "seconds": seconds,
+            "accused": accused, "leaker": leaker,
+            "how": (f"`code.accuse` with {n_candidates:,} keyed tags (codeword generation included) on "
+                    f"{n_positions} positions read from {leaker}'s copy with 5 % flipped and 5 % erased; "
+                    f"accused {accused}")}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny inputs, no BENCHMARKS.md write")
+    parser.add_argument("--no-write", action="store_true", help="print only, do not touch BENCHMARKS.md")
+    parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
+    args = parser.parse_args(argv)
+    config = QUICK if args.quick else FULL
+    media.require_testdata()
+    missing = engine.missing_commands()
+    if missing:
+        print(f"engine not ready: `leaktrace autograph {'|'.join(missing)}` missing", file=sys.stderr)
+        return 2
+    workdir = media.OUT / ("speed-quick" if args.quick else "speed")
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+
+    master = media.build_master(config.master)
+    info = media.probe(master)
+    prep = measure_prepare(master, workdir)
+    copy = measure_copy(prep["outdir"], workdir, config.copy_repeats)
+    tr = measure_trace(master, prep["outdir"], workdir, config.trace_tags)
+    log(f"scoring {config.scoring_candidates:,} candidates x {config.scoring_positions} positions ...")
+    sc = measure_scoring(config.scoring_candidates, config.scoring_positions)
+
+    enc = prep["manifest"]["encoder"]
+    rows = [
+        ["prepare / plain x264 encode",
+         f"{prep['prepare_s']:.1f} s / {prep['plain_s']:.1f} s (runs {', '.join(f'{x:.1f}' for x in prep['plain_runs'])})",
+         f"{prep['ratio']:.2f}", f"<= {TARGETS['prepare']}", _verdict(prep["ratio"] <= TARGETS["prepare"])],
+        ["copy throughput / plain file copy",
+         f"{copy['copy_mb_s']:.0f} MB/s / {copy['plain_mb_s']:.0f} MB/s ({copy['bytes'] / 1e6:.1f} MB, median of {config.copy_repeats})",
+         f"{copy['ratio']:.2f}", f">= {TARGETS['copy']}", _verdict(copy["ratio"] >= TARGETS["copy"])],
+        ["trace / ffmpeg decode of the leak",
+         f"{tr['trace_s']:.1f} s / {tr['decode_s']:.1f} s ({tr['leak_seconds']:.0f} s leak, {config.trace_tags} tags; "
+         f"stages {', '.join(f'{k} {v:.1f}' for k, v in tr['stages'].items())})",
+         f"{tr['ratio']:.2f}", f"<= {TARGETS['trace']}", _verdict(tr["ratio"] <= TARGETS["trace"])],
+        [f"scoring {sc['n_candidates']:,} candidates x {sc['n_positions']} positions",
+         f"{sc['seconds']:.1f} s", f"{sc['seconds']:.1f} s", f"< {TARGETS['scoring_seconds']:g} s",
+         _verdict(sc["seconds"] < TARGETS["scoring_seconds"])],
+    ]
+    table = report.markdown_table(["measure", "engine / baseline", "ratio", "target", "result"], rows)
+    body = (f"Input: the robustness master, {info.width}x{info.height}, {float(info.fps):g} fps, "
+            f"{info.duration:.0f} s, {info.frames} frames. Prepare with the engine defaults "
+            f"(libx264 preset {enc['preset']}, CRF {enc['crf']}, {prep['manifest']['frames_per_position']}-frame "
+            f"closed GOPs, 2 s positions); the plain encode is the ffmpeg CLI with the same preset, CRF and GOP "
+            f"(mean of two runs). Copy: `assemble.write_copy` against `shutil.copyfile` of a file of the "
+            f"same size. Trace: the CLI (`leaktrace autograph trace --json`, process start included) on an "
+            f"H.264 CRF 23 re-encode of a copy; accused {tr['accused']} (true {tr['true_tag']}). Decode "
+            f"baseline: `ffmpeg -i LEAK -f null -` (mean of two runs). Scoring: {sc['how']}.\n\n{table}")
+    print(body)
+    failures = [row[0] for row in rows if row[-1] != "ok"]
+    if args.json_out:
+        args.json_out.write_text(json.dumps({"prepare": {k: v for k, v in prep.items() if k not in ("outdir", "manifest")},
+                                             "copy": copy, "trace": tr, "scoring": sc, "failures": failures},
+                                            indent=1, default=str))
+    if not args.quick and not args.no_write:
+        report.write_section("speed", title="Speed: ratios against plain baselines", body=body,
+                             command=report.command_line("bench.speed"))
+    if failures:
+        print("TARGETS MISSED: " + "; ".join(failures), file=sys.stderr)
+        return 1
+    return 0
+
+
+def _verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

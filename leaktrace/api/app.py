@@ -1,0 +1,185 @@
+"""The application factory: routes, error handling, request guards, OpenAPI, embedded worker."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from leaktrace.api import errors
+from leaktrace.api.query import parse_bool, wants_xml
+from leaktrace.api.render import JSON_TYPE, XML_TYPE, serialize
+from leaktrace.api.routes import applications, backtraces, jobs, oauth2, users
+from leaktrace.api.routes import codecs, files, pipelines, presets
+from leaktrace.config import Settings, get_settings
+from leaktrace.store.db import Database, open_database
+from leaktrace.store.errors import InvalidInput, NotFound
+from leaktrace.tasks.queue import TaskQueue, embedded_consumer, make_queue
+
+log = logging.getLogger(__name__)
+
+ROUTERS = (oauth2.router, jobs.router, backtraces.router, users.router, applications.router)
+ROUTERS += (pipelines.router, codecs.router, presets.router, files.router)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    db: Database | None = None,
+    queue: TaskQueue | None = None,
+    run_worker: bool = False,
+) -> FastAPI:
+    """Build the API. With `run_worker`, consumer threads for the queue run inside the server."""
+    settings = settings or get_settings()
+    settings.ensure_data_dir()
+    db = db or open_database(settings.resolved_database_url)
+    queue = queue or make_queue(settings)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        consumer = embedded_consumer(queue, workers=settings.worker_threads) if run_worker else None
+        if consumer is not None:
+            consumer.start()
+        try:
+            yield
+        finally:
+            if consumer is not None:
+                consumer.stop(graceful=True)
+
+    app = FastAPI(
+        title="Leaktrace",
+        version="1",
+        description="Forensic watermarking and leak tracing behind a MediaHub v1 compatible API.",
+        openapi_url="/v1/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.db = db
+    app.state.queue = queue
+    for router in ROUTERS:
+        app.include_router(router)
+    _install_error_handlers(app)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+# ---- errors --------------------------------------------------------------------------------------
+
+
+def _error_response(request: Request, status: int, code: str, message: str) -> Response:
+    # Errors honour format= and human= but never fail on them: a bad format value is itself the error.
+    xml = wants_xml(request, strict=False)
+    try:
+        human = bool(parse_bool("human", request.query_params.get("human")))
+    except InvalidInput:
+        human = False
+    body = serialize(errors.envelope(code, message), xml=xml, human=human)
+    return Response(body, status_code=status, media_type=XML_TYPE if xml else JSON_TYPE)
+
+
+def _validation_message(exc: RequestValidationError) -> str:
+    parts = []
+    for error in exc.errors()[:3]:
+        location = ".".join(str(p) for p in error.get("loc", ()) if p != "body")
+        message = "malformed JSON body" if error.get("type") == "json_invalid" else error.get("msg", "invalid")
+        parts.append(f"{location}: {message}" if location else message)
+    return "Invalid Input: " + "; ".join(parts)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(errors.ApiError)
+    async def _api_error(request: Request, exc: errors.ApiError) -> Response:
+        return _error_response(request, exc.status, exc.code, exc.message)
+
+    @app.exception_handler(InvalidInput)
+    async def _invalid(request: Request, exc: InvalidInput) -> Response:
+        family = errors.family_for_path(request.url.path)
+        return _error_response(request, 400, family.invalid_input, f"Invalid Input: {exc.message}")
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request: Request, exc: NotFound) -> Response:
+        family = errors.family_for_path(request.url.path)
+        return _error_response(request, 404, family.not_found, exc.message)
+
+    @app.exception_handler(RequestValidationError)
+    async def _unparsable(request: Request, exc: RequestValidationError) -> Response:
+        family = errors.family_for_path(request.url.path)
+        return _error_response(request, 400, family.invalid_input, _validation_message(exc))
+
+    @app.exception_handler(HTTPException)
+    async def _http(request: Request, exc: HTTPException) -> Response:
+        family = errors.family_for_path(request.url.path)
+        if exc.status_code == 404:
+            return _error_response(request, 404, errors.GENERIC.not_found, "Resource does not exist")
+        if exc.status_code == 405:
+            return _error_response(request, 405, errors.METHOD_NOT_ALLOWED, "Method not allowed")
+        if exc.status_code == 413:
+            return _error_response(request, 413, errors.BODY_TOO_LARGE, "Request body too large")
+        if 400 <= exc.status_code < 500:
+            return _error_response(request, exc.status_code, family.invalid_input, f"Invalid Input: {exc.detail}")
+        return _error_response(request, exc.status_code, errors.INTERNAL_ERROR, "Internal Error")
+
+    @app.exception_handler(Exception)
+    async def _internal(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return _error_response(request, 500, errors.INTERNAL_ERROR, "Internal Error")
+
+
+# ---- request guard -------------------------------------------------------------------------------
+
+
+class BodyTooLarge(HTTPException):
+    def __init__(self) -> None:
+        super().__init__(status_code=413, detail="Request body too large")
+
+
+class RequestGuard:
+    """Matches paths with or without their trailing slash, and caps request bodies.
+
+    MediaHub writes collections with a slash (`/v1/jobs/`) and items without; routes are declared
+    without, and the slash is dropped here so both spellings reach the same route without a
+    redirect (a redirect would lose POST bodies). Bodies over the limit are refused before they
+    are read whole, whether or not they declare a Content-Length.
+    """
+
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+        self.app = app
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        if len(path) > 1 and path.endswith("/"):
+            scope = {**scope, "path": path.rstrip("/") or "/"}
+        declared = dict(scope.get("headers") or ()).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await _send_too_large(scope, receive, send)
+            return
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise BodyTooLarge()
+            return message
+
+        await self.app(scope, counting_receive, send)
+
+
+async def _send_too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    request = Request(scope, receive)
+    response = _error_response(request, 413, errors.BODY_TOO_LARGE, "Request body too large")
+    await response(scope, receive, send)

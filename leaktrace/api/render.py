@@ -1,0 +1,170 @@
+"""Turning presented objects into response bodies.
+
+A route's presenter returns plain dicts with every documented key (null values included) and
+`Ref` markers where the object points at another one. `finish` walks that tree once: each `Ref`
+becomes either the short `{"id", "href"}` form or, when the caller asked for it with
+`expand`/`expand_all`, the referenced object presented in full; null values are dropped unless
+`show_null=true`. `serialize` then writes JSON or XML, compact or indented for `human=true`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from xml.etree import ElementTree
+
+import orjson
+
+from leaktrace.store.db import Database
+
+
+@dataclass(slots=True)
+class Ref:
+    """A reference to another object, e.g. a job's pipeline.
+
+    `kind` is the name `expand=` uses (`pipeline`, `file`, …), `collection` the URL segment of
+    its href; `extra` holds keys shown next to the id (a job's input file shows its `name`), and
+    `href=False` leaves the href out (the backtrace examples reference jobs by id only).
+    """
+
+    kind: str
+    id: str
+    collection: str
+    extra: dict[str, Any] | None = None
+    href: bool = True
+
+
+def ref(
+    kind: str, object_id: str | None, collection: str | None = None, *, extra: dict[str, Any] | None = None, href: bool = True
+) -> Ref | None:
+    """A `Ref`, or None when there is no referenced object."""
+    if object_id is None:
+        return None
+    return Ref(kind, object_id, collection or kind + "s", extra, href)
+
+
+# kind -> loader(context, id) returning the presented object, or None when it is not visible.
+Loader = Callable[["RenderContext", str], dict[str, Any] | None]
+LOADERS: dict[str, Loader] = {}
+
+
+def register_loader(kind: str, loader: Loader) -> None:
+    """Make `expand=<kind>` embed objects presented by `loader`."""
+    LOADERS[kind] = loader
+
+
+@dataclass
+class RenderContext:
+    """Everything rendering needs for one request."""
+
+    base_url: str
+    db: Database
+    user_id: str | None
+    show_null: bool = False
+    expand: frozenset[str] = frozenset()
+    expand_all: bool = False
+    _cache: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+
+    def href(self, collection: str, object_id: str | None = None) -> str:
+        """The public URL of a collection or of one object in it."""
+        return f"{self.base_url}/v1/{collection}/{object_id}" if object_id else f"{self.base_url}/v1/{collection}/"
+
+    def load(self, kind: str, object_id: str) -> dict[str, Any] | None:
+        """The presented object for a reference, loaded once per request."""
+        key = (kind, object_id)
+        if key not in self._cache:
+            loader = LOADERS.get(kind)
+            self._cache[key] = loader(self, object_id) if loader else None
+        return self._cache[key]
+
+
+_LEAVES = (str, int, float, bool)
+
+
+def finish(value: Any, ctx: RenderContext, _path: frozenset[tuple[str, str]] = frozenset()) -> Any:
+    """Resolve references and drop nulls (unless `show_null`), in one walk."""
+    # Scalars are copied without a call: they are most of the nodes of a big list.
+    if isinstance(value, dict):
+        show_null = ctx.show_null
+        return {
+            key: item if isinstance(item, _LEAVES) else finish(item, ctx, _path)
+            for key, item in value.items()
+            if item is not None or show_null
+        }
+    if isinstance(value, list):
+        return [item if isinstance(item, _LEAVES) else finish(item, ctx, _path) for item in value]
+    if isinstance(value, Ref):
+        return _resolve(value, ctx, _path)
+    return value
+
+
+def _resolve(reference: Ref, ctx: RenderContext, path: frozenset[tuple[str, str]]) -> Any:
+    key = (reference.kind, reference.id)
+    wanted = ctx.expand_all or reference.kind in ctx.expand
+    # `path` holds the objects being embedded above this point, so cycles stay short references.
+    if wanted and key not in path:
+        embedded = ctx.load(reference.kind, reference.id)
+        if embedded is not None:
+            inner = ctx if ctx.expand_all else _without_expansion(ctx)
+            return finish(embedded, inner, path | {key})
+    short: dict[str, Any] = {"id": reference.id}
+    if reference.extra:
+        short.update(finish(reference.extra, ctx, path))
+    if reference.href:
+        short["href"] = ctx.href(reference.collection, reference.id)
+    return short
+
+
+def _without_expansion(ctx: RenderContext) -> RenderContext:
+    # `expand=file` embeds the file itself but not the objects that file references in turn.
+    return RenderContext(base_url=ctx.base_url, db=ctx.db, user_id=ctx.user_id, show_null=ctx.show_null, _cache=ctx._cache)
+
+
+# ---- serialization ---------------------------------------------------------------------------
+
+JSON_TYPE = "application/json"
+XML_TYPE = "application/xml"
+
+
+def serialize(body: dict[str, Any], *, xml: bool, human: bool) -> bytes:
+    """The response bytes for `body`."""
+    if xml:
+        return to_xml(body, human=human)
+    # orjson: a page of 1000 jobs is about a megabyte, and the standard encoder takes several
+    # times longer than the database query for it.
+    return orjson.dumps(body, option=orjson.OPT_INDENT_2 if human else 0)
+
+
+def to_xml(body: dict[str, Any], *, human: bool = False) -> bytes:
+    """XML for a response body.
+
+    The root is `<response>`; each key becomes an element; a list becomes an element with
+    `type="array"` whose items are `<item>` elements; null is `nil="true"`; booleans are
+    `true`/`false`. The mapping is reversible, so tests compare XML and JSON bodies directly.
+    """
+    root = ElementTree.Element("response")
+    _xml_children(root, body)
+    if human:
+        ElementTree.indent(root)
+    return ElementTree.tostring(root, encoding="utf-8", xml_declaration=True)
+
+
+def _xml_children(parent: ElementTree.Element, mapping: dict[str, Any]) -> None:
+    for key, value in mapping.items():
+        _xml_value(ElementTree.SubElement(parent, key), value)
+
+
+def _xml_value(element: ElementTree.Element, value: Any) -> None:
+    if value is None:
+        element.set("nil", "true")
+    elif isinstance(value, dict):
+        _xml_children(element, value)
+    elif isinstance(value, list):
+        element.set("type", "array")
+        for item in value:
+            _xml_value(ElementTree.SubElement(element, "item"), item)
+    elif isinstance(value, bool):
+        element.text = "true" if value else "false"
+    else:
+        element.text = str(value)

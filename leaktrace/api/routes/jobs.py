@@ -1,0 +1,215 @@
+"""`/v1/jobs/`: submit, read, list and delete jobs."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Body, Depends, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from leaktrace.api import present, responses
+from leaktrace.api.auth import require
+from leaktrace.api.openapi import error_responses, list_envelope, result_envelope, single_envelope
+from leaktrace.api.query import ListOptions, ViewOptions, parse_bool, parse_choice, parse_int
+from leaktrace.store import jobs as service
+from leaktrace.store.accounts import Principal
+from leaktrace.store.listing import Sort
+
+router = APIRouter(tags=["jobs"])
+
+NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
+# Sizes relative to the source or the preset ("90%"), or absolute numbers.
+Scale = Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?%?$")] | int | float
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IdRef(Strict):
+    id: NonEmpty
+
+
+class JobInput(Strict):
+    input_name: NonEmpty
+    start_time: float | None = Field(default=None, ge=0)
+    force_container: str | None = None
+    force_aspect_ratio: str | None = None
+    force_framerate: str | float | None = None
+    force_interlaced: bool | None = None
+    # The request names the reference documents; responses use the force_* names.
+    framerate: str | float | None = None
+    interlaced: bool | None = None
+
+
+class Thumbnail(Strict):
+    thumbnail_names: str | None = None
+    thumbnail_preset: NonEmpty
+
+
+class Logo(Strict):
+    logo_image: NonEmpty
+    logo_preset: NonEmpty
+
+
+class VideoSettings(Strict):
+    rotate: int | None = None
+    height: Scale | None = None
+    width: Scale | None = None
+    framerate: Scale | None = None
+    bitrate: Scale | None = None
+    aspect_ratio: str | None = None
+
+
+class AudioSettings(Strict):
+    bitrate: Scale | None = None
+    channels: int | None = Field(default=None, ge=1, le=8)
+    samplingrate: int | None = Field(default=None, ge=8000, le=96000)
+
+
+class OutputSettings(Strict):
+    max_duration: int | None = Field(default=None, ge=0)
+    video: VideoSettings | None = None
+    audio: AudioSettings | None = None
+
+
+class JobOutput(Strict):
+    preset: IdRef | None = None
+    preset_id: NonEmpty | None = None
+    output_name: NonEmpty | None = None
+    thumbnails: list[Thumbnail] | None = None
+    logos: list[Logo] | None = None
+    settings: OutputSettings | None = None
+
+    @model_validator(mode="after")
+    def _one_preset(self) -> "JobOutput":
+        if (self.preset is None) == (self.preset_id is None):
+            raise ValueError("give the preset as preset: {id} or preset_id")
+        return self
+
+
+class Autograph(Strict):
+    watermark_strength: Literal["light", "medium", "strong"] = "light"
+
+
+class JobBody(Strict):
+    pipeline: IdRef | None = None
+    pipeline_id: NonEmpty | None = None
+    input: JobInput
+    outputs: list[JobOutput] = Field(min_length=1, max_length=50)
+    autograph: Autograph | None = None
+    user_data: str | None = Field(default=None, max_length=4096)
+    output_prefix: str | None = Field(default=None, max_length=1024)
+    playlists: list[dict[str, Any]] | None = None
+    title: str | None = Field(default=None, max_length=1024)
+    unique_custom_key: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _one_pipeline(self) -> "JobBody":
+        if (self.pipeline is None) == (self.pipeline_id is None):
+            raise ValueError("give the pipeline as pipeline: {id} or pipeline_id")
+        return self
+
+
+class JobRequest(Strict):
+    job: JobBody
+
+
+def _submit_arguments(body: JobBody) -> dict[str, Any]:
+    """Service keyword arguments for a validated body."""
+    source = body.input
+    submitted = [key for key in ("title", "unique_custom_key") if key in body.model_fields_set]
+    if "start_time" in source.model_fields_set:
+        submitted.append("input.start_time")
+    return {
+        "pipeline_id": body.pipeline.id if body.pipeline else body.pipeline_id,
+        "input_name": source.input_name,
+        "input_options": {
+            "start_time": source.start_time,
+            "force_container": source.force_container,
+            "force_aspect_ratio": source.force_aspect_ratio,
+            "force_framerate": source.force_framerate if source.force_framerate is not None else source.framerate,
+            "force_interlaced": source.force_interlaced if source.force_interlaced is not None else source.interlaced,
+        },
+        "outputs": [
+            {
+                "preset_id": output.preset.id if output.preset else output.preset_id,
+                "output_name": output.output_name,
+                "thumbnails": [{**t.model_dump(), "file_id": None} for t in output.thumbnails] if output.thumbnails is not None else None,
+                "logos": [logo.model_dump() for logo in output.logos] if output.logos is not None else None,
+                "settings": output.settings.model_dump() if output.settings is not None else None,
+            }
+            for output in body.outputs
+        ],
+        "autograph": body.autograph.model_dump() if body.autograph else None,
+        "user_data": body.user_data,
+        "output_prefix": body.output_prefix,
+        "playlists": body.playlists,
+        "title": body.title,
+        "unique_custom_key": body.unique_custom_key,
+        "submitted_keys": submitted,
+    }
+
+
+read = require("mediahub_read")
+submit = require("mediahub_submit_jobs")
+write = require("mediahub_write")
+
+
+@router.post("/v1/jobs", status_code=201, responses={201: single_envelope("job"), **error_responses("jobs")})
+def create_job(request: Request, body: Annotated[JobRequest, Body()], principal: Principal = Depends(submit)) -> Response:
+    """Validate the whole body, store the job as QUEUED and queue it."""
+    view = ViewOptions.from_request(request)
+    job = service.create(
+        request.app.state.db, user_id=principal.user_id, application_id=principal.application_id, **_submit_arguments(body.job)
+    )
+    request.app.state.queue.submit_job(job.id)
+    ctx = responses.context(request, view, principal.user_id)
+    return responses.one(ctx, view, "job", present.job(ctx, job), status=201)
+
+
+@router.get("/v1/jobs", responses={200: list_envelope("jobs", "job"), **error_responses("jobs")})
+def list_jobs(request: Request, principal: Principal = Depends(read)) -> Response:
+    """List the account's jobs with paging, sorting and the documented filters."""
+    view = ViewOptions.from_request(request)
+    options = ListOptions.from_request(request)
+    params = request.query_params
+    filters = service.JobFilters(
+        user_data=params.get("user_data"),
+        inprogress=parse_bool("inprogress", params.get("inprogress")),
+        status=parse_choice("status", params.get("status"), service.STATUSES),
+        autograph=parse_bool("autograph", params.get("autograph")),
+        pipeline_id=params.get("pipeline.id"),
+        input_file_name=params.get("input.file.name"),
+        from_date=parse_int("from_date", params.get("from_date"), minimum=0),
+        to_date=parse_int("to_date", params.get("to_date"), minimum=0),
+    )
+    ctx = responses.context(request, view, principal.user_id)
+    db = request.app.state.db
+
+    def fetch(sort: Sort, start: int, limit: int | None) -> Any:
+        return service.list_jobs(db, user_id=principal.user_id, filters=filters, sort=sort, start=start, limit=limit)
+
+    return responses.many(
+        request, ctx, view, options,
+        kind="job", plural="jobs", collection="jobs", sort_columns=tuple(service.SORT_COLUMNS),
+        fetch=fetch, present=lambda items: [present.job(ctx, item) for item in items],
+    )  # fmt: skip
+
+
+@router.get("/v1/jobs/{job_id}", responses={200: single_envelope("job"), **error_responses("jobs")})
+def get_job(request: Request, job_id: str, principal: Principal = Depends(read)) -> Response:
+    """One job of the account."""
+    view = ViewOptions.from_request(request)
+    job = service.get(request.app.state.db, user_id=principal.user_id, job_id=job_id)
+    ctx = responses.context(request, view, principal.user_id)
+    return responses.one(ctx, view, "job", present.job(ctx, job))
+
+
+@router.delete("/v1/jobs/{job_id}", responses={200: result_envelope(), **error_responses("jobs")})
+def delete_job(request: Request, job_id: str, principal: Principal = Depends(write)) -> Response:
+    """Cancel a queued or running job, or delete a finished one with its file records."""
+    view = ViewOptions.from_request(request)
+    service.delete_job(request.app.state.db, user_id=principal.user_id, job_id=job_id)
+    return responses.respond(view, responses.SUCCESS_RESULT)

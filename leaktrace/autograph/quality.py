@@ -1,0 +1,117 @@
+"""Imperceptibility: luma PSNR (and SSIM) of the decoded variants against the decoded unmarked encode.
+
+The strength levels are defined on exactly this measurement: variant A (or B) of a prepared title,
+decoded, against an unmarked encode of the same rendition with the same encoder settings, decoded.
+PSNR is computed over the whole title from the mean squared error of all luma samples
+(`psnr_db`); the mean and minimum of the per-frame PSNRs are reported beside it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import av
+import cv2
+import numpy as np
+
+from leaktrace.autograph.assemble import variant_copy
+from leaktrace.autograph.embed import encode_unmarked
+from leaktrace.autograph.package import load_title
+
+
+def decode_luma(source: str | os.PathLike[str] | BinaryIO) -> Iterator[np.ndarray]:
+    """Yield the luma plane of every decoded frame, uint8 (H, W), in presentation order."""
+    with av.open(source if not isinstance(source, os.PathLike) else str(source)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        for frame in container.decode(stream):
+            plane = frame.planes[0]
+            yield np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, : plane.width].copy()
+
+
+def psnr_from_mse(mse: float, peak: float = 255.0) -> float:
+    """PSNR in dB for a mean squared error (inf for identical images)."""
+    return math.inf if mse <= 0 else 10.0 * math.log10(peak * peak / mse)
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM of two uint8 luma images (Gaussian window sigma 1.5, the usual constants)."""
+    x, y = a.astype(np.float32), b.astype(np.float32)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+
+    def blur(img: np.ndarray) -> np.ndarray:
+        return cv2.GaussianBlur(img, (11, 11), 1.5)
+
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx * mx, blur(y * y) - my * my, blur(x * y) - mx * my
+    num = (2 * mx * my + c1) * (2 * sxy + c2)
+    den = (mx * mx + my * my + c1) * (sxx + syy + c2)
+    return float(np.mean(num / den))
+
+
+@dataclass
+class QualityResult:
+    """Luma quality of one variant against the unmarked encode."""
+
+    psnr_db: float                # from the MSE over all frames
+    mean_frame_psnr_db: float
+    min_frame_psnr_db: float
+    ssim: float                   # mean over the frames measured (every `ssim_every`-th frame)
+    frames: int
+    position_psnr_db: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def compare_luma(marked: Iterator[np.ndarray], unmarked: Iterator[np.ndarray], *, frames_per_position: int,
+                 ssim_every: int = 10) -> QualityResult:
+    """PSNR/SSIM of two decoded luma sequences of equal length, frame by frame."""
+    squared_errors: list[float] = []
+    ssims: list[float] = []
+    for index, (a, b) in enumerate(zip(marked, unmarked, strict=True)):
+        diff = a.astype(np.int16) - b.astype(np.int16)
+        squared_errors.append(float(np.mean(diff.astype(np.float32) ** 2)))
+        if index % ssim_every == 0:
+            ssims.append(ssim(a, b))
+    mse = np.asarray(squared_errors)
+    frame_psnr = [psnr_from_mse(m) for m in mse]
+    positions = [psnr_from_mse(float(mse[i:i + frames_per_position].mean()))
+                 for i in range(0, len(mse), frames_per_position)]
+    return QualityResult(
+        psnr_db=psnr_from_mse(float(mse.mean())),
+        mean_frame_psnr_db=float(np.mean(frame_psnr)),
+        min_frame_psnr_db=float(np.min(frame_psnr)),
+        ssim=float(np.mean(ssims)),
+        frames=len(mse),
+        position_psnr_db=positions,
+    )
+
+
+def measure_psnr(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str], *,
+                 unmarked_path: str | os.PathLike[str] | None = None,
+                 variants: tuple[str, ...] = ("A", "B")) -> dict[str, QualityResult]:
+    """Quality of each variant of the prepared title in `outdir` against the unmarked encode.
+
+    The unmarked encode of `input_path` is made with the title's own settings (into
+    `unmarked_path` if given and missing, else into a temporary file); an existing
+    `unmarked_path` is reused, so several strengths can share one baseline.
+    """
+    title = load_title(outdir)
+    manifest = title.manifest
+    with tempfile.TemporaryDirectory(prefix="leaktrace-quality-") as tmp:
+        baseline = Path(unmarked_path) if unmarked_path is not None else Path(tmp) / "unmarked.mp4"
+        if not baseline.exists():
+            encode_unmarked(input_path, baseline, manifest)
+        results = {}
+        for variant in variants:
+            with variant_copy(title, variant) as copy, copy.open() as stream:
+                results[variant] = compare_luma(decode_luma(stream), decode_luma(baseline),
+                                                frames_per_position=manifest["frames_per_position"])
+    return results

@@ -1,0 +1,378 @@
+"""`trace()`: a leaked video + a prepared title + candidate tags -> who leaked it, with proof.
+
+    leak ──decode once (PyAV, small gray frames)──► working frames
+        ├─ black bars, fingerprints ──► time line t_master = rate·t_leak + offset (RANSAC)
+        ├─ matched frame pairs ──► geometry (scale search + ECC) on the master detection grid
+        ├─ every frame warped ──► best master frame (±1 of the line) or erasure
+        └─ per frame tone curve, residual, summed per position ──► (zA, zB), symbols
+    symbols ──code.accuse()──► accused tags with scores and bounds
+
+The master is never decoded: everything on its side comes from the detection reference written by
+prepare (`reference.py`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import av
+import cv2
+import numpy as np
+
+from leaktrace.autograph import align, detect
+from leaktrace.autograph.reference import Reference, fingerprint, load_reference
+
+# progress(stage, done, total); stages: "decode", "align", "detect", "score"
+TraceProgress = Callable[[str, int, int], None]
+
+MIN_INLIER_FRACTION = 0.35   # of sampled leak frames agreeing with the time line
+MIN_GEOMETRY_NCC = 0.6       # leak vs warped master on the matched pairs
+MATCH_SIZE = (80, 45)        # grid for choosing the master frame of each leak frame (w, h), aspect follows the master
+FRAME_NCC_DROP = 0.15        # a frame correlating this much below the clip median is an erasure
+MIN_FRAME_NCC = 0.5
+GEOMETRY_PAIRS = 6
+CROP_HYPOTHESES = (0.0, 0.03, 0.06, 0.09, 0.12)
+TIME_MARGIN_SECONDS = 2.0
+TIME_MARGIN_FRACTION = 0.15
+
+
+@dataclass
+class LeakClip:
+    """The leak decoded once: uint8 luma frames at working size and their presentation times."""
+
+    frames: np.ndarray       # uint8 (n, h, w)
+    times: np.ndarray        # float64 (n,) seconds
+    size: tuple[int, int]    # the leak's own (width, height)
+    decode_seconds: float
+
+
+@dataclass
+class Alignment:
+    """How the leak maps onto the master: all the facts a report needs."""
+
+    matched: bool
+    reason: str
+    time_map: align.TimeMap | None = None
+    box: tuple[int, int, int, int] | None = None
+    geometry: align.Geometry | None = None
+    working_size: tuple[int, int] | None = None
+    master_frames: np.ndarray | None = None   # int64 (n_leak,): chosen master frame or -1 (erasure)
+    frame_ncc: np.ndarray | None = None       # float32 (n_leak,)
+
+    def crop_scale(self, ref: Reference, leak_size: tuple[int, int]) -> dict[str, float] | None:
+        """The master rectangle visible in the leak and its scale, in master pixels (x0, y0, x1, y1, scale)."""
+        if self.geometry is None or self.working_size is None or self.box is None:
+            return None
+        to_master = ref.width / ref.det_width
+        to_leak = leak_size[0] / self.working_size[0]
+        inverse = cv2.invertAffineTransform(self.geometry.matrix)
+        x0, y0, x1, y1 = self.box
+        corners = np.array([[x0, y0, 1.0], [x1, y1, 1.0]]) @ inverse.T * to_master
+        (mx0, my0), (mx1, my1) = np.clip(corners, 0, [ref.width, ref.height])
+        return {"x0": float(mx0), "y0": float(my0), "x1": float(mx1), "y1": float(my1),
+                "scale": float(self.geometry.scale[0] * to_leak / to_master)}
+
+
+@dataclass
+class Detection:
+    """Per-position soft decisions for the whole title (unobserved positions: NaN z, erased symbol)."""
+
+    z: np.ndarray            # float32 (n_positions, 2)
+    symbols: np.ndarray      # int8 (n_positions,)
+    frames: np.ndarray       # int32 (n_positions,): leak frames used per position
+
+    @property
+    def examined(self) -> np.ndarray:
+        """Positions some leak frames were compared on."""
+        return np.flatnonzero(~np.isnan(self.z[:, 0]))
+
+    @property
+    def observed(self) -> np.ndarray:
+        """Positions with a readable symbol (A, B or both)."""
+        return np.flatnonzero(self.symbols >= 0)
+
+
+@dataclass
+class TraceReport:
+    """Everything `trace()` found: the scorer's verdict plus the alignment and detection facts."""
+
+    verdict: Any | None
+    reason: str
+    alignment: Alignment
+    detection: Detection | None
+    leak_frames: int
+    leak_size: tuple[int, int]
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self, ref: Reference | None = None) -> dict[str, Any]:
+        """JSON-ready summary (accused, positions_observed, runner_up, reason, alignment, positions)."""
+        v = self.verdict
+        accused = [_accusation_dict(a) for a in v.accused] if v is not None else []
+        runner_up = _accusation_dict(v.runner_up) if v is not None and v.runner_up is not None else None
+        out: dict[str, Any] = {
+            "accused": accused,
+            "runner_up": runner_up,
+            "positions_observed": int(len(self.detection.observed)) if self.detection is not None else 0,
+            "positions_examined": int(len(self.detection.examined)) if self.detection is not None else 0,
+            "reason": self.reason,
+            "leak": {"frames": self.leak_frames, "width": self.leak_size[0], "height": self.leak_size[1]},
+            "seconds": {k: round(s, 3) for k, s in self.seconds.items()},
+        }
+        a = self.alignment
+        if a.time_map is not None:
+            out["alignment"] = {
+                "matched": a.matched,
+                "rate": a.time_map.rate, "offset_seconds": a.time_map.offset,
+                "time_inlier_fraction": a.time_map.inlier_fraction,
+                "geometry_ncc": a.geometry.ncc if a.geometry is not None else None,
+                "frames_used": int((a.master_frames >= 0).sum()) if a.master_frames is not None else 0,
+            }
+            if ref is not None and a.geometry is not None:
+                out["alignment"]["master_crop"] = a.crop_scale(ref, self.leak_size)
+        if self.detection is not None:
+            obs = self.detection.examined
+            sym = {detect.SYMBOL_A: "A", detect.SYMBOL_B: "B", detect.SYMBOL_BOTH: "both", detect.SYMBOL_ERASED: "erased"}
+            out["positions"] = [{"position": int(i), "zA": round(float(self.detection.z[i, 0]), 2),
+                                 "zB": round(float(self.detection.z[i, 1]), 2),
+                                 "symbol": sym[int(self.detection.symbols[i])],
+                                 "frames": int(self.detection.frames[i])} for i in obs]
+        return out
+
+
+def _accusation_dict(a: Any) -> dict[str, Any]:
+    return {"tag": a.tag, "score": float(a.score), "bound": float(a.bound), "log10_bound": float(a.log10_bound),
+            "agreement": int(a.agreement), "compared": int(a.compared)}
+
+
+# ----------------------------------------------------------------------------- decode
+
+def working_factor(leak_size: tuple[int, int], ref: Reference) -> int:
+    """Integer factor by which leak frames are reduced: about the detection grid's scale, never below it.
+
+    An integer factor keeps the area reduction exact and about ten times faster than a fractional one.
+    """
+    lw, lh = leak_size
+    return max(1, min(lh // ref.det_height, lw // ref.det_width))
+
+
+def decode_leak(path: str | Path, ref: Reference, *, progress: TraceProgress | None = None) -> LeakClip:
+    """Decode every video frame of the leak once, straight to small gray frames."""
+    start = time.perf_counter()
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        leak_size = (stream.codec_context.width, stream.codec_context.height)
+        factor = working_factor(leak_size, ref)
+        size = (leak_size[0] // factor, leak_size[1] // factor)
+        total = stream.frames or 0
+        rate = float(stream.average_rate or stream.guessed_rate or 25)
+        for frame in container.decode(stream):
+            luma = _luma(frame)[:size[1] * factor, :size[0] * factor]
+            frames.append(cv2.resize(luma, size, interpolation=cv2.INTER_AREA) if factor > 1 else luma.copy())
+            times.append(float(frame.time) if frame.time is not None else len(times) / rate)
+            if progress is not None and len(frames) % 50 == 0:
+                progress("decode", len(frames), max(total, len(frames)))
+    if not frames:
+        raise ValueError(f"{path}: no video frames")
+    order = np.argsort(times, kind="stable")
+    return LeakClip(np.stack(frames)[order], np.asarray(times, np.float64)[order], leak_size,
+                    time.perf_counter() - start)
+
+
+def _luma(frame: av.VideoFrame) -> np.ndarray:
+    """uint8 (h, w) luma of a decoded frame: the Y plane itself for 8-bit YUV, a conversion otherwise."""
+    if frame.format.name in _EIGHT_BIT_YUV:
+        plane = frame.planes[0]
+        return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
+    return frame.reformat(format="gray").to_ndarray()
+
+
+_EIGHT_BIT_YUV = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "nv12", "gray"}
+
+
+# ----------------------------------------------------------------------------- align
+
+def align_leak(clip: LeakClip, ref: Reference, *, progress: TraceProgress | None = None) -> tuple[Alignment, np.ndarray | None, int]:
+    """Find time line, geometry and each leak frame's master frame.
+
+    Returns (alignment, master luma uint8 (m, det_h, det_w) for the frames the leak covers, index of
+    its first frame); the luma is None when the leak does not match.
+    """
+    n = len(clip.frames)
+    sample = clip.frames[np.linspace(0, n - 1, min(n, 60)).round().astype(int)]
+    box = align.content_box(sample)
+    fps = float(ref.fps)
+    leak_fp = align.box_fingerprints(clip.frames, box)
+    # the crop is unknown until the geometry is: try a few, keep the time line the most frames agree with
+    time_map = max((align.fit_time_map(leak_fp, clip.times, align.cropped_fingerprints(ref.fingerprints, crop), fps)
+                    for crop in CROP_HYPOTHESES), key=lambda tm: (tm.inlier_fraction, tm.similarity))
+    result = Alignment(False, "", time_map=time_map, box=box, working_size=(clip.frames.shape[2], clip.frames.shape[1]))
+    if time_map.inlier_fraction < MIN_INLIER_FRACTION:
+        result.reason = (f"the leak does not match this title: only {time_map.inlier_fraction:.0%} of sampled "
+                         f"leak frames fit one time line with the master")
+        return result, None, 0
+    predicted = time_map.master_time(clip.times) * fps
+    inside = (predicted > -0.5) & (predicted < ref.n_frames - 0.5)
+    if not inside.any():
+        result.reason = "the leak does not match this title: its frames fall outside the master"
+        return result, None, 0
+    # a generous master range: the coarse line may be off, in rate as well as in offset
+    margin = int(np.ceil(fps * (TIME_MARGIN_SECONDS + TIME_MARGIN_FRACTION * np.ptp(clip.times))))
+    first = max(0, int(np.floor(predicted[inside].min())) - margin)
+    stop = min(ref.n_frames, int(np.ceil(predicted[inside].max())) + margin + 1)
+    if progress is not None:
+        progress("align", 0, 3)
+    master = ref.luma(first, stop)
+
+    # geometry from a few well-spread leak frames that have texture
+    candidates = np.flatnonzero(inside)
+    texture = clip.frames[candidates, ::8, ::8].reshape(len(candidates), -1).std(axis=1)
+    textured = candidates[texture >= np.percentile(texture, 30)]
+    pairs = textured[np.linspace(0, len(textured) - 1, min(GEOMETRY_PAIRS, len(textured))).round().astype(int)]
+    pair_master = np.clip(np.round(predicted[pairs]).astype(int) - first, 0, len(master) - 1)
+    geometry = align.estimate_geometry(clip.frames[pairs], master[pair_master], box)
+    result.geometry = geometry
+    if progress is not None:
+        progress("align", 1, 3)
+    if geometry.ncc < MIN_GEOMETRY_NCC:
+        result.reason = (f"the leak does not match this title: after the best crop/scale the picture correlates "
+                         f"only {geometry.ncc:.2f} with the master")
+        return result, None, 0
+
+    # the best master frame for every leak frame, on a small grid
+    det_size = (ref.det_width, ref.det_height)
+    match_size = (MATCH_SIZE[0], max(8, int(round(MATCH_SIZE[0] * ref.det_height / ref.det_width))))
+    mask = align.valid_mask(geometry, box, det_size)
+    small_mask = cv2.resize(mask.astype(np.float32), match_size, interpolation=cv2.INTER_AREA) > 0.99
+    leak_small = np.stack([align.warp_small(f, geometry, det_size, match_size) for f in clip.frames]) * small_mask
+    master_small = np.stack([cv2.resize(m, match_size, interpolation=cv2.INTER_AREA).astype(np.float32)
+                             for m in master]) * small_mask
+    # the time line again, now that both sides are on the same grid (the coarse one only guessed the
+    # crop), then a wide frame search, a line refitted through the frames found, and the final ±1 choice
+    fine = align.fit_time_map(np.stack([fingerprint(f) for f in leak_small]), clip.times,
+                              np.stack([fingerprint(m) for m in master_small]), fps)
+    if fine.inlier_fraction >= MIN_INLIER_FRACTION:
+        time_map = align.TimeMap(fine.rate, fine.offset + first / fps, fine.inlier_fraction, fine.similarity)
+        predicted = time_map.master_time(clip.times) * fps
+    index, ncc = align.match_frames(leak_small, master_small, predicted - first, reach=2)
+    result.time_map = time_map = align.refine_time_map(time_map, clip.times, index + first, ncc, fps)
+    predicted = time_map.master_time(clip.times) * fps
+    inside = (predicted > -0.5) & (predicted < ref.n_frames - 0.5)
+    index, ncc = align.match_frames(leak_small, master_small, predicted - first, reach=1)
+    index = np.where(inside & (index >= 0), index + first, -1)
+    good = index >= 0
+    median = float(np.median(ncc[good])) if good.any() else 0.0
+    index[ncc < max(MIN_FRAME_NCC, median - FRAME_NCC_DROP)] = -1
+    if progress is not None:
+        progress("align", 3, 3)
+    result.master_frames, result.frame_ncc = index, ncc
+    result.matched = bool((index >= 0).any())
+    result.reason = "" if result.matched else "the leak does not match this title: no leak frame matches a master frame"
+    return result, master, first
+
+
+# ----------------------------------------------------------------------------- detect
+
+def detect_positions(clip: LeakClip, ref: Reference, alignment: Alignment, master: np.ndarray, first: int, *,
+                     progress: TraceProgress | None = None) -> Detection:
+    """Residuals of the well-aligned interior frames, averaged per position, scored into (zA, zB) and symbols."""
+    det_size = (ref.det_width, ref.det_height)
+    owner = ref.position_of_frame()
+    starts, counts = ref.positions[:, 0], ref.positions[:, 1]
+    mask = align.valid_mask(alignment.geometry, alignment.box, det_size)
+    z = np.full((ref.n_positions, 2), np.nan, np.float32)
+    frames_used = np.zeros(ref.n_positions, np.int32)
+
+    k = alignment.master_frames
+    pos = np.where(k >= 0, owner[np.maximum(k, 0)], -1)
+    # frames at position boundaries are smeared by re-encoders: use interior frames only
+    interior = (pos >= 0) & (k != starts[pos]) & (k != starts[pos] + counts[pos] - 1)
+    leak_index = np.flatnonzero(interior)
+    groups = np.split(leak_index, np.flatnonzero(np.diff(pos[leak_index])) + 1) if len(leak_index) else []
+    done = 0
+    for group in groups:
+        position = int(pos[group[0]])
+        leak = np.stack([align.warp_to_master(clip.frames[j], alignment.geometry, det_size) for j in group])
+        master_frames = master[k[group] - first]
+        residual, weight = residual_sum(leak, master_frames, mask)
+        frames_used[position] += len(group)
+        peak = float(weight.max())
+        if peak > 0:
+            # pixels seen in fewer than half the frames are dropped: their mean is noisier
+            norm = np.where(weight >= 0.5 * peak, weight / peak, 0).astype(np.float32)
+            z[position] = detect.position_z(residual / np.maximum(weight, 1), norm, ref.templates(position))
+        done += len(group)
+        if progress is not None:
+            progress("detect", done, len(leak_index))
+    return Detection(z, detect.decide(z), frames_used)
+
+
+def residual_sum(leak: np.ndarray, master: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum over frames of leak - tone(master) where usable, and the per-pixel count of usable frames.
+
+    leak float32 (n, h, w) on the master grid, master uint8 (n, h, w), mask bool (h, w). Clipped leak
+    pixels are not usable: the mark cannot show there.
+    """
+    total = np.zeros(leak.shape[1:], np.float32)
+    count = np.zeros(leak.shape[1:], np.float32)
+    for lf, mf in zip(leak, master):
+        usable = mask & (lf > 3) & (lf < 252)
+        table = align.fit_tone(lf, mf, mask)
+        total += np.where(usable, lf - table[mf], 0)
+        count += usable
+    return total, count
+
+
+# ----------------------------------------------------------------------------- trace
+
+def observe(leak_path: str | Path, ref: Reference, *, progress: TraceProgress | None = None
+            ) -> tuple[LeakClip, Alignment, Detection | None, dict[str, float]]:
+    """Decode, align and detect: the per-position observations of a leak, before any scoring."""
+    seconds: dict[str, float] = {}
+    clip = decode_leak(leak_path, ref, progress=progress)
+    seconds["decode"] = clip.decode_seconds
+    start = time.perf_counter()
+    alignment, master, first = align_leak(clip, ref, progress=progress)
+    seconds["align"] = time.perf_counter() - start
+    if not alignment.matched:
+        return clip, alignment, None, seconds
+    start = time.perf_counter()
+    detection = detect_positions(clip, ref, alignment, master, first, progress=progress)
+    seconds["detect"] = time.perf_counter() - start
+    return clip, alignment, detection, seconds
+
+
+def trace(leak_path: str | Path, outdir: str | Path, tags: Sequence[str], *, simulate_tags: int = 0,
+          progress: TraceProgress | None = None) -> TraceReport:
+    """Trace a leak against a prepared title and candidate tags; accuse only under the proven bound."""
+    from leaktrace.autograph import code, package
+
+    title = package.load_title(outdir)
+    ref = load_reference(outdir)
+    clip, alignment, detection, seconds = observe(leak_path, ref, progress=progress)
+    report = TraceReport(None, alignment.reason, alignment, detection, len(clip.frames), clip.size, seconds)
+    if detection is None:
+        return report
+    examined = detection.examined
+    present = len(detection.observed)
+    z = detection.z.astype(np.float32)  # NaN where not observed, as the scorer expects
+    start = time.perf_counter()
+    verdict = code.accuse(code.Observations(symbols=detection.symbols, z=z), key=title.key, tags=list(tags),
+                          simulate_tags=simulate_tags,
+                          progress=(lambda d, t: progress("score", d, t)) if progress is not None else None)
+    seconds["score"] = time.perf_counter() - start
+    report.verdict = verdict
+    if verdict.accused:
+        report.reason = verdict.reason or f"{len(verdict.accused)} tag(s) reach the bound"
+    elif present == 0:
+        report.reason = (f"the leak matches this title but no position carries a readable mark "
+                         f"({len(examined)} positions examined): an unmarked copy or a destroyed mark")
+    else:
+        report.reason = verdict.reason or f"{present} positions observed but no tag reaches the bound"
+    return report

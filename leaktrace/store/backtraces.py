@@ -1,0 +1,191 @@
+"""Backtraces: submit, read, list with filters, and the processing entry point.
+
+A finished backtrace's result is its rows in `backtrace_tags` (one per extracted tag); the access
+statistics shown with each tag come from `access_records` of the traced job, so they always reflect
+everything recorded for that tag.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, select
+
+from leaktrace.ids import is_id, now_ms
+from leaktrace.store.db import Database
+from leaktrace.store.errors import InvalidInput, NotFound
+from leaktrace.store.jobs import input_file_name
+from leaktrace.store.listing import Page, Sort, fetch_page
+from leaktrace.store.models import AccessRecord, Backtrace, BacktraceTag, File, Job, Pipeline
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("QUEUED", "SUCCESS", "FAILURE")
+
+SORT_COLUMNS: dict[str, ColumnElement[Any]] = {
+    "id": Backtrace.id,
+    "created_at": Backtrace.created_at,
+    "updated_at": Backtrace.updated_at,
+    "finished_at": Backtrace.finished_at,
+    "status": Backtrace.status,
+    "percentage_completed": Backtrace.percentage_completed,
+    "version": Backtrace.version,
+    "error_code": Backtrace.error_code,
+    "error_msg": Backtrace.error_msg,
+    "input.input_name": Backtrace.input_name,
+    "pipeline.id": Backtrace.pipeline_id,
+    "job.id": Backtrace.job_id,
+    "file.id": Backtrace.file_id,
+    "application.id": Backtrace.application_id,
+    "user.id": Backtrace.user_id,
+}
+
+
+@dataclass(frozen=True)
+class BacktraceFilters:
+    """The list filters of `GET /backtraces/`; None means "do not filter"."""
+
+    autograph_tag: str | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class ExtractedTag:
+    """One entry of a backtrace's `extracted_data`."""
+
+    autograph_tag: str
+    access_records: list[AccessRecord]
+
+
+def create(
+    db: Database, *, user_id: str, application_id: str | None, job_id: str, pipeline_id: str, input_name: str
+) -> Backtrace:
+    """Validate references and store a QUEUED backtrace with a file record for the leaked copy."""
+    with db.write() as session:
+        job = session.get(Job, job_id) if is_id(job_id) else None
+        if job is None or job.user_id != user_id:
+            raise InvalidInput(f"job_id: job {job_id} does not exist")
+        if not job.autograph_enabled:
+            raise InvalidInput(f"job_id: job {job_id} was not submitted with autograph")
+        pipeline = session.get(Pipeline, pipeline_id) if is_id(pipeline_id) else None
+        if pipeline is None or pipeline.user_id != user_id:
+            raise InvalidInput(f"pipeline {pipeline_id} does not exist")
+        now = now_ms()
+        remote = "://" in input_name
+        leak = File(
+            user_id=user_id,
+            application_id=application_id,
+            pipeline_id=pipeline.id,
+            storage="extern" if remote else "intern",
+            storage_key=None if remote else input_name,
+            name=input_file_name(input_name),
+            type="file",
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(leak)
+        session.flush()
+        backtrace = Backtrace(
+            user_id=user_id,
+            application_id=application_id,
+            job_id=job.id,
+            pipeline_id=pipeline.id,
+            input_name=input_name,
+            file_id=leak.id,
+            status="QUEUED",
+            percentage_completed=0,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(backtrace)
+    return backtrace
+
+
+def get(db: Database, *, user_id: str, backtrace_id: str) -> Backtrace:
+    """One of the account's backtraces; NotFound otherwise."""
+    with db.read() as session:
+        backtrace = session.get(Backtrace, backtrace_id) if is_id(backtrace_id) else None
+    if backtrace is None or backtrace.user_id != user_id:
+        raise NotFound("Backtrace does not exist")
+    return backtrace
+
+
+def _filtered(user_id: str, filters: BacktraceFilters) -> Select[Any]:
+    stmt = select(Backtrace).where(Backtrace.user_id == user_id)
+    if filters.status is not None:
+        stmt = stmt.where(Backtrace.status == filters.status)
+    if filters.autograph_tag is not None:
+        matching = select(BacktraceTag.backtrace_id).where(
+            BacktraceTag.autograph_tag.icontains(filters.autograph_tag, autoescape=True)
+        )
+        stmt = stmt.where(Backtrace.id.in_(matching))
+    return stmt
+
+
+def list_backtraces(
+    db: Database, *, user_id: str, filters: BacktraceFilters, sort: Sort, start: int, limit: int | None
+) -> Page:
+    """The account's backtraces matching `filters`, one page in `sort` order."""
+    with db.read() as session:
+        return fetch_page(
+            session,
+            _filtered(user_id, filters),
+            id_column=Backtrace.id,
+            sort_columns=SORT_COLUMNS,
+            sort=sort,
+            start=start,
+            limit=limit,
+        )
+
+
+def extracted_data(db: Database, backtraces: list[Backtrace]) -> dict[str, list[ExtractedTag]]:
+    """For each backtrace id, its extracted tags with the access records of that tag's copies.
+
+    Two queries for any number of backtraces, so a page of 1000 costs the same as one.
+    """
+    ids = [b.id for b in backtraces]
+    if not ids:
+        return {}
+    with db.read() as session:
+        tags = list(
+            session.scalars(
+                select(BacktraceTag)
+                .where(BacktraceTag.backtrace_id.in_(ids))
+                .order_by(BacktraceTag.backtrace_id, BacktraceTag.position)
+            )
+        )
+        job_ids = {b.job_id for b in backtraces if b.job_id}
+        tag_names = {t.autograph_tag for t in tags}
+        records: dict[tuple[str | None, str], list[AccessRecord]] = defaultdict(list)
+        if tags and job_ids:
+            rows = session.scalars(
+                select(AccessRecord)
+                .where(AccessRecord.job_id.in_(job_ids), AccessRecord.tag.in_(tag_names))
+                .order_by(AccessRecord.first_accessed_at, AccessRecord.id)
+            )
+            for record in rows:
+                records[(record.job_id, record.tag)].append(record)
+    job_of = {b.id: b.job_id for b in backtraces}
+    user_of = {b.id: b.user_id for b in backtraces}
+    result: dict[str, list[ExtractedTag]] = defaultdict(list)
+    for tag in tags:
+        owned = [r for r in records[(job_of[tag.backtrace_id], tag.autograph_tag)] if r.user_id == user_of[tag.backtrace_id]]
+        result[tag.backtrace_id].append(ExtractedTag(autograph_tag=tag.autograph_tag, access_records=owned))
+    return result
+
+
+def process(db: Database, *, backtrace_id: str) -> None:
+    """Run a queued backtrace.
+
+    Alignment and detection are not implemented yet, so the backtrace stays QUEUED; this only
+    confirms it still exists.
+    """
+    with db.read() as session:
+        backtrace = session.get(Backtrace, backtrace_id)
+    if backtrace is None:
+        log.info("backtrace %s no longer exists", backtrace_id)
+        return
+    log.info("backtrace %s stays %s: no detector is installed yet", backtrace_id, backtrace.status)

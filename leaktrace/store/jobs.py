@@ -1,0 +1,247 @@
+"""Jobs: submit, read, list with filters, delete, and the processing entry point.
+
+A job's outputs live in one JSON column (each entry holds the preset id, the produced file ids and
+the per-output settings) because they are only ever read and written whole; everything a list
+filter or sort needs is a real column.
+"""
+
+from __future__ import annotations
+
+import logging
+import posixpath
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sqlalchemy import ColumnElement, Select, delete, or_, select
+
+from leaktrace.ids import is_id, new_id, now_ms
+from leaktrace.store.db import Database
+from leaktrace.store.errors import InvalidInput, NotFound
+from leaktrace.store.listing import Page, Sort, fetch_page
+from leaktrace.store.models import File, Job, Pipeline, Preset
+
+log = logging.getLogger(__name__)
+
+STATUSES = ("QUEUED", "PROCESSING", "SUCCESS", "FAILURE")
+RECENTLY_FINISHED_MS = 15 * 60 * 1000  # `inprogress` also lists jobs finished this recently
+
+SORT_COLUMNS: dict[str, ColumnElement[Any]] = {
+    "id": Job.id,
+    "created_at": Job.created_at,
+    "updated_at": Job.updated_at,
+    "finished_at": Job.finished_at,
+    "status": Job.status,
+    "percentage_completed": Job.percentage_completed,
+    "version": Job.version,
+    "user_data": Job.user_data,
+    "title": Job.title,
+    "unique_custom_key": Job.unique_custom_key,
+    "output_prefix": Job.output_prefix,
+    "error_code": Job.error_code,
+    "error_msg": Job.error_msg,
+    "pipeline.id": Job.pipeline_id,
+    "application.id": Job.application_id,
+    "user.id": Job.user_id,
+    "input.input_name": Job.input_name,
+    "input.file.id": Job.input_file_id,
+    "input.file.name": Job.input_file_name,
+}
+
+
+@dataclass(frozen=True)
+class JobFilters:
+    """The list filters of `GET /jobs/`; None means "do not filter"."""
+
+    user_data: str | None = None
+    inprogress: bool | None = None
+    status: str | None = None
+    autograph: bool | None = None
+    pipeline_id: str | None = None
+    input_file_name: str | None = None
+    from_date: int | None = None
+    to_date: int | None = None
+
+
+def input_file_name(input_name: str) -> str:
+    """The last path segment of an input name or URI (`…/ED_HD.avi` -> `ED_HD.avi`)."""
+    path = urlsplit(input_name).path if "://" in input_name else input_name
+    return posixpath.basename(path.rstrip("/")) or input_name
+
+
+def _expand(template: str, *, job_id: str, input_stem: str) -> str:
+    return template.replace("{job_id}", job_id).replace("{input_name}", input_stem)
+
+
+def create(
+    db: Database,
+    *,
+    user_id: str,
+    application_id: str | None,
+    pipeline_id: str,
+    input_name: str,
+    input_options: dict[str, Any],
+    outputs: list[dict[str, Any]],
+    autograph: dict[str, Any] | None,
+    user_data: str | None,
+    output_prefix: str | None,
+    playlists: list[Any] | None,
+    title: str | None,
+    unique_custom_key: str | None,
+    submitted_keys: list[str],
+) -> Job:
+    """Validate references and store a QUEUED job with a file record for its input."""
+    with db.write() as session:
+        pipeline = session.get(Pipeline, pipeline_id) if is_id(pipeline_id) else None
+        if pipeline is None or pipeline.user_id != user_id:
+            raise InvalidInput(f"pipeline {pipeline_id} does not exist")
+        for index, output in enumerate(outputs):
+            preset_id = output["preset_id"]
+            preset = session.get(Preset, preset_id) if is_id(preset_id) else None
+            if preset is None or (preset.type != "system" and preset.user_id != user_id):
+                raise InvalidInput(f"outputs[{index}].preset: preset {preset_id} does not exist")
+        if unique_custom_key is not None:
+            taken = session.scalar(
+                select(Job.id).where(Job.user_id == user_id, Job.unique_custom_key == unique_custom_key).limit(1)
+            )
+            if taken:
+                raise InvalidInput(f"unique_custom_key {unique_custom_key!r} is already used by job {taken}")
+
+        job_id = new_id()
+        file_name = input_file_name(input_name)
+        stem = posixpath.splitext(file_name)[0]
+        now = now_ms()
+        job = Job(
+            id=job_id,
+            user_id=user_id,
+            application_id=application_id,
+            pipeline_id=pipeline.id,
+            user_data=user_data,
+            title=title,
+            unique_custom_key=unique_custom_key,
+            submitted_keys=submitted_keys,
+            input_name=input_name,
+            input_options=input_options,
+            input_file_id=new_id(),
+            input_file_name=file_name,
+            autograph=autograph,
+            autograph_enabled=autograph is not None,
+            output_prefix=_expand(output_prefix if output_prefix is not None else "{job_id}/", job_id=job_id, input_stem=stem),
+            playlists=playlists,
+            outputs=[
+                {
+                    "preset_id": output["preset_id"],
+                    "output_name": _expand(output.get("output_name") or "{input_name}", job_id=job_id, input_stem=stem),
+                    "file_id": None,
+                    "percentage_completed": 0,
+                    "thumbnail_zip_file_id": None,
+                    "thumbnails": output.get("thumbnails"),
+                    "logos": output.get("logos"),
+                    "settings": output.get("settings"),
+                }
+                for output in outputs
+            ],
+            status="QUEUED",
+            percentage_completed=0,
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(job)
+        session.flush()
+        remote = "://" in input_name
+        session.add(
+            File(
+                id=job.input_file_id,
+                user_id=user_id,
+                application_id=application_id,
+                pipeline_id=pipeline.id,
+                job_id=job_id,
+                storage="extern" if remote else "intern",
+                storage_key=None if remote else input_name,
+                name=file_name,
+                type="file",
+                created_at=now,
+                updated_at=now,
+            )
+        )
+    return job
+
+
+def get(db: Database, *, user_id: str, job_id: str) -> Job:
+    """One of the account's jobs; NotFound otherwise."""
+    with db.read() as session:
+        job = session.get(Job, job_id) if is_id(job_id) else None
+    if job is None or job.user_id != user_id:
+        raise NotFound("Job does not exist")
+    return job
+
+
+def _filtered(user_id: str, filters: JobFilters, now: int) -> Select[Any]:
+    stmt = select(Job).where(Job.user_id == user_id)
+    if filters.user_data is not None:
+        stmt = stmt.where(Job.user_data == filters.user_data)
+    if filters.status is not None:
+        stmt = stmt.where(Job.status == filters.status)
+    if filters.inprogress is True:
+        stmt = stmt.where(
+            or_(Job.status.in_(("QUEUED", "PROCESSING")), Job.finished_at >= now - RECENTLY_FINISHED_MS)
+        )
+    elif filters.inprogress is False:
+        stmt = stmt.where(
+            Job.status.not_in(("QUEUED", "PROCESSING")),
+            or_(Job.finished_at.is_(None), Job.finished_at < now - RECENTLY_FINISHED_MS),
+        )
+    if filters.autograph is not None:
+        stmt = stmt.where(Job.autograph_enabled.is_(filters.autograph))
+    if filters.pipeline_id is not None:
+        stmt = stmt.where(Job.pipeline_id == filters.pipeline_id)
+    if filters.input_file_name is not None:
+        stmt = stmt.where(Job.input_file_name.icontains(filters.input_file_name, autoescape=True))
+    if filters.from_date is not None:
+        stmt = stmt.where(Job.created_at >= filters.from_date)
+    if filters.to_date is not None:
+        stmt = stmt.where(Job.created_at <= filters.to_date)
+    return stmt
+
+
+def list_jobs(
+    db: Database, *, user_id: str, filters: JobFilters, sort: Sort, start: int, limit: int | None
+) -> Page:
+    """The account's jobs matching `filters`, one page in `sort` order."""
+    with db.read() as session:
+        return fetch_page(
+            session,
+            _filtered(user_id, filters, now_ms()),
+            id_column=Job.id,
+            sort_columns=SORT_COLUMNS,
+            sort=sort,
+            start=start,
+            limit=limit,
+        )
+
+
+def delete_job(db: Database, *, user_id: str, job_id: str) -> None:
+    """Cancel a queued or running job, or delete a finished one; either way it is removed.
+
+    The job's file records go with it; a worker that later picks up the id finds nothing to do.
+    """
+    with db.write() as session:
+        job = session.get(Job, job_id) if is_id(job_id) else None
+        if job is None or job.user_id != user_id:
+            raise NotFound("Job does not exist")
+        session.execute(delete(File).where(File.job_id == job.id))
+        session.delete(job)
+
+
+def process(db: Database, *, job_id: str) -> None:
+    """Run a queued job.
+
+    Transcoding and AutoGraph preparation are not implemented yet, so the job stays QUEUED;
+    this only confirms the job still exists.
+    """
+    with db.read() as session:
+        job = session.get(Job, job_id)
+    if job is None:
+        log.info("job %s was deleted before it ran", job_id)
+        return
+    log.info("job %s stays %s: no job processor is installed yet", job_id, job.status)

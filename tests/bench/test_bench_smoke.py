@@ -1,0 +1,162 @@
+"""Smoke tests of the benchmarks: each bench script's `--quick` run, checked on what it measured.
+
+The full runs (minutes to an hour) write BENCHMARKS.md; here every script runs on tiny inputs and
+the tests read its JSON output: a tag accused, ratios computed, table rows present. The attack
+machinery and the report writer are checked directly on small real encodes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from bench import engine, media, peers, report
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_quick(module: str, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """Run `python -m bench.<module> --quick --json-out ...` from the repo root; return it and its JSON."""
+    out = tmp_path / f"{module}.json"
+    proc = subprocess.run([sys.executable, "-m", f"bench.{module}", "--quick", "--json-out", str(out), *extra],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    assert out.exists(), f"bench.{module} wrote no results (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
+    return proc, json.loads(out.read_text())
+
+
+@pytest.fixture(scope="module")
+def testdata() -> Path:
+    if not media.TESTDATA.is_dir():
+        pytest.skip(f"shared test clips missing at {media.TESTDATA}")
+    return media.TESTDATA
+
+
+@pytest.fixture(scope="module")
+def engine_ready() -> None:
+    missing = engine.missing_commands()
+    if missing:
+        pytest.skip(f"`leaktrace autograph {'|'.join(missing)}` not available yet")
+
+
+# ------------------------------------------------------------------------------------------ report
+
+
+def test_report_replaces_only_its_own_section(tmp_path: Path) -> None:
+    path = tmp_path / "BENCHMARKS.md"
+    table = report.markdown_table(["attack", "z"], [["H.264 CRF 23", 41.5], ["a|b", 2]])
+    assert table.splitlines()[3] == "| a\\|b | 2 |"
+    report.write_section("speed", title="Speed", body=table, command="cmd one", path=path)
+    report.write_section("robustness", title="Robustness", body="first", command="cmd two", path=path)
+    report.write_section("speed", title="Speed", body="| new |", command="cmd three", path=path)
+    text = path.read_text()
+    assert text.startswith("# Benchmarks")
+    assert text.count("<!-- bench:speed:start -->") == 1
+    assert "cmd one" not in text and "cmd three" in text and "| new |" in text
+    assert text.index("bench:speed:start") < text.index("bench:robustness:start")  # kept in place
+    machine = report.machine_description()
+    assert set(machine) == {"CPU", "cores", "RAM", "OS", "Python", "ffmpeg", "PyAV"}
+    assert int(machine["cores"]) >= 1 and "GiB" in machine["RAM"]
+
+
+# ------------------------------------------------------------------------------------------ attacks
+
+
+def _solid_clip(path: Path, colour: str, seconds: float) -> Path:
+    cmd = [media.FFMPEG, "-y", "-hide_banner", "-loglevel", "error", "-f", "lavfi",
+           "-i", f"color=c={colour}:s=64x64:r=25:d={seconds}", "-c:v", "libx264", "-qp", "0",
+           "-pix_fmt", "yuv420p", str(path)]
+    media.run(cmd)
+    return path
+
+
+def test_mixing_alternates_whole_segments_and_averaging_takes_the_mean(tmp_path: Path) -> None:
+    black = _solid_clip(tmp_path / "black.mp4", "black", 4.0)
+    white = _solid_clip(tmp_path / "white.mp4", "white", 4.0)
+    lossless = ("-c:v", "libx264", "-qp", "0", "-pix_fmt", "yuv420p")
+    mix = media.Attack("mix", codec=lossless, copies=2, combine="mix", segment_seconds=(1.0, 1.5, 1.5))
+    leak, _ = media.apply_attack(mix, [black, white], tmp_path / "mix")
+    levels = [float(f.mean()) for f in media.read_frames(leak, gray=True)]
+    assert len(levels) == 100
+    # 0-1 s from the first copy, 1-2.5 s from the second, then the first again.
+    assert max(levels[:25]) < 20 and min(levels[25:62]) > 230 and max(levels[63:]) < 20
+    average = media.Attack("avg", codec=lossless, copies=2, combine="average")
+    leak, _ = media.apply_attack(average, [black, white], tmp_path / "avg")
+    levels = [float(f.mean()) for f in media.read_frames(leak, gray=True)]
+    assert len(levels) == 100 and all(120 < v < 140 for v in levels)
+
+
+def test_the_suite_holds_every_attack_the_issue_lists() -> None:
+    names = [a.name for a in media.attack_suite()] + [a.name for a in media.collusion_suite(184.0)]
+    for expected in ("H.264 CRF 23", "H.264 CRF 30", "H.264 CRF 35", "H.265 CRF 32", "VP9", "352p", "360p",
+                     "crop 10 %", "brightness +20", "gamma 0.8", "25 -> 30 fps", "average of 2",
+                     "mix of 2", "mix of 3"):
+        assert any(expected in name for name in names), expected
+    segments = media.mixing_segments(184.0, seed=3)
+    assert sum(segments) >= 184.0 and all(10.0 <= s < 20.0 for s in segments)
+
+
+# ------------------------------------------------------------------------------------------ scripts
+
+
+def test_robustness_quick_accuses_the_leaker_and_no_innocent(tmp_path: Path, testdata: Path,
+                                                              engine_ready: None) -> None:
+    proc, result = run_quick("robustness", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    cases = result["cases"]
+    single = [c for c in cases if c["kind"] == "single"]
+    assert single and all(c["ok"] for c in single)
+    assert single[0]["accused"][0]["tag"] == single[0]["true_tags"][0]
+    assert single[0]["accused"][0]["log10_bound"] < -12  # 1e-9 / (1000 simulated + 3 real)
+    assert single[0]["positions_observed"] > 30
+    null = [c for c in cases if c["kind"] == "null"]
+    assert len(null) == 2 and all(c["accused"] == [] and not c["error"] for c in null)
+    assert result["failures"] == []
+    assert any(row[0].startswith("marked leak") for row in result["null_distribution"])
+    assert "| single |" in proc.stdout and "H.264 CRF 30" in proc.stdout
+    if peers.available()[0]:
+        methods = result["peer"]["methods"]
+        assert set(methods) == {"dwtDctSvd", "rivaGan"}
+        for stats in methods.values():
+            accuracy, _ = stats["attacks"]["no attack (distribution encode)"]
+            assert 0.0 <= accuracy <= 1.0 and stats["psnr_y"] > 35
+
+
+def test_speed_quick_computes_every_ratio(tmp_path: Path, testdata: Path, engine_ready: None) -> None:
+    proc, result = run_quick("speed", tmp_path)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1 = a target missed, still measured
+    for part in ("prepare", "copy", "trace"):
+        ratio = result[part]["ratio"]
+        assert math.isfinite(ratio) and ratio > 0, part
+    assert result["trace"]["accused"] == [result["trace"]["true_tag"]]
+    assert result["scoring"]["accused"] == [result["scoring"]["leaker"]]
+    assert "| prepare / plain x264 encode |" in proc.stdout
+
+
+def test_imperceptibility_quick_measures_each_strength_and_saves_stills(tmp_path: Path, testdata: Path) -> None:
+    proc, result = run_quick("imperceptibility", tmp_path)
+    assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1 = a strength outside its 1 dB band
+    rows = {r["strength"]: r for r in result["results"]}
+    assert set(rows) == {"light", "medium", "strong"}
+    # Stronger marks cost more PSNR; every level is in a plausible band.
+    assert rows["light"]["A"]["psnr_db"] > rows["medium"]["A"]["psnr_db"] > rows["strong"]["A"]["psnr_db"]
+    assert all(35 < r["A"]["psnr_db"] < 55 and 0.9 < r["A"]["ssim"] <= 1.0 for r in rows.values())
+    stills = [Path(p) for p in result["stills"]]
+    assert len(stills) == 7 and all(p.stat().st_size > 1000 for p in stills)
+    assert "| plane_clouds_720p30_6s.mp4 | 1280x720 | medium |" in proc.stdout
+
+
+def test_peer_shim_runs_invisible_watermark_without_torch() -> None:
+    ok, why = peers.available()
+    if not ok:
+        pytest.skip(why)
+    frame = np.random.default_rng(1).integers(0, 256, (256, 320, 3), dtype=np.uint8)
+    frame = np.ascontiguousarray(np.repeat(np.repeat(frame[::8, ::8], 8, 0), 8, 1)[:256, :320])
+    bits = peers.payload()
+    marked = peers.embed(frame, bits, "dwtDctSvd")
+    assert marked.shape == frame.shape and (peers.extract(marked, "dwtDctSvd") == bits).mean() > 0.9
