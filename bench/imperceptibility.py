@@ -21,6 +21,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import cv2
@@ -98,56 +99,70 @@ def save_stills(title_dirs: dict[str, Path], unmarked: Path, fps: float, out_dir
     return saved
 
 
+def measure_clip(clip: str, seconds: float, workdir: Path, with_vmaf: bool) -> dict:
+    """Prepare `clip` at every strength and measure each variant against the unmarked encode;
+    return the table rows, the JSON results, the misses and (for the sky clip) the stills."""
+    from leaktrace.autograph.embed import prepare
+    from leaktrace.autograph.quality import measure_psnr
+
+    out: dict = {"rows": [], "results": [], "misses": [], "stills": []}
+    source = media.TESTDATA / clip
+    unmarked = workdir / f"{Path(clip).stem}-unmarked.mp4"
+    title_dirs: dict[str, Path] = {}
+    for strength, target in STRENGTHS.items():
+        outdir = workdir / f"{Path(clip).stem}-{strength}"
+        log(f"{clip}: prepare {strength}")
+        manifest = prepare(source, outdir, strength=strength, duration=seconds)
+        title_dirs[strength] = outdir
+        quality = measure_psnr(source, outdir, unmarked_path=unmarked)
+        vmaf_text = "n/a: no libvmaf"
+        if with_vmaf:
+            from leaktrace.autograph.assemble import variant_copy
+            from leaktrace.autograph.package import load_title
+
+            copy_a = outdir / "variant-A.mp4"
+            variant_copy(load_title(outdir), "A").write_to(copy_a)
+            vmaf_text = f"{vmaf(copy_a, unmarked):.2f}"
+        a, b = quality["A"], quality["B"]
+        within = all(abs(q.psnr_db - target) <= TOLERANCE_DB for q in (a, b))
+        if not within:
+            out["misses"].append(f"{clip} {strength}: A {a.psnr_db:.2f} dB, B {b.psnr_db:.2f} dB (target {target:g})")
+        r = manifest["rendition"]
+        out["rows"].append([clip, f"{r['width']}x{r['height']}", strength, f"{target:g}",
+                            f"{a.psnr_db:.2f}", f"{b.psnr_db:.2f}",
+                            f"{min(a.min_frame_psnr_db, b.min_frame_psnr_db):.2f}",
+                            f"{a.ssim:.4f} / {b.ssim:.4f}", vmaf_text, "ok" if within else "MISSED"])
+        out["results"].append({"clip": clip, "strength": strength, "target_db": target,
+                               "A": a.as_dict(), "B": b.as_dict(), "vmaf": vmaf_text, "within": within})
+    if clip == STILL_CLIP:
+        fps = manifest["rendition"]["fps"][0] / manifest["rendition"]["fps"][1]
+        out["stills"] = save_stills(title_dirs, unmarked, fps, media.OUT / "stills")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one clip, 2 s, no BENCHMARKS.md write")
     parser.add_argument("--no-write", action="store_true", help="print only, do not touch BENCHMARKS.md")
     parser.add_argument("--seconds", type=float, default=None,
-                        help="prepare only the first SECONDS of each clip (default 10, quick 2)")
+                        help="prepare only the first SECONDS of each clip (default 4, quick 2)")
+    parser.add_argument("--jobs", type=int, default=1, help="clips measured at the same time (processes)")
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
-    from leaktrace.autograph.embed import prepare
-    from leaktrace.autograph.quality import measure_psnr
 
-    seconds = args.seconds or (2.0 if args.quick else 10.0)
+    seconds = args.seconds or (2.0 if args.quick else 4.0)
     workdir = media.OUT / ("imperceptibility-quick" if args.quick else "imperceptibility")
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
     with_vmaf = has_libvmaf()
-    rows, results, misses = [], [], []
-    stills: list[Path] = []
-    for clip in clip_list(args.quick):
-        source = media.TESTDATA / clip
-        unmarked = workdir / f"{Path(clip).stem}-unmarked.mp4"
-        title_dirs: dict[str, Path] = {}
-        for strength, target in STRENGTHS.items():
-            outdir = workdir / f"{Path(clip).stem}-{strength}"
-            log(f"{clip}: prepare {strength}")
-            manifest = prepare(source, outdir, strength=strength, duration=seconds)
-            title_dirs[strength] = outdir
-            quality = measure_psnr(source, outdir, unmarked_path=unmarked)
-            vmaf_text = "n/a: no libvmaf"
-            if with_vmaf:
-                from leaktrace.autograph.assemble import variant_copy
-                from leaktrace.autograph.package import load_title
-
-                copy_a = outdir / "variant-A.mp4"
-                variant_copy(load_title(outdir), "A").write_to(copy_a)
-                vmaf_text = f"{vmaf(copy_a, unmarked):.2f}"
-            a, b = quality["A"], quality["B"]
-            within = all(abs(q.psnr_db - target) <= TOLERANCE_DB for q in (a, b))
-            if not within:
-                misses.append(f"{clip} {strength}: A {a.psnr_db:.2f} dB, B {b.psnr_db:.2f} dB (target {target:g})")
-            r = manifest["rendition"]
-            rows.append([clip, f"{r['width']}x{r['height']}", strength, f"{target:g}",
-                         f"{a.psnr_db:.2f}", f"{b.psnr_db:.2f}",
-                         f"{min(a.min_frame_psnr_db, b.min_frame_psnr_db):.2f}",
-                         f"{a.ssim:.4f} / {b.ssim:.4f}", vmaf_text, "ok" if within else "MISSED"])
-            results.append({"clip": clip, "strength": strength, "target_db": target,
-                            "A": a.as_dict(), "B": b.as_dict(), "vmaf": vmaf_text, "within": within})
-        if clip == STILL_CLIP:
-            fps = manifest["rendition"]["fps"][0] / manifest["rendition"]["fps"][1]
-            stills = save_stills(title_dirs, unmarked, fps, media.OUT / "stills")
+    clips = clip_list(args.quick)
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        per_clip = list(pool.map(measure_clip, clips, [seconds] * len(clips), [workdir] * len(clips),
+                                 [with_vmaf] * len(clips)))
+    rows = [row for part in per_clip for row in part["rows"]]
+    results = [r for part in per_clip for r in part["results"]]
+    misses = [m for part in per_clip for m in part["misses"]]
+    stills: list[Path] = [p for part in per_clip for p in part["stills"]]
 
     table = report.markdown_table(
         ["clip", "rendition", "strength", "target dB", "Y-PSNR A dB", "Y-PSNR B dB", "worst frame dB",

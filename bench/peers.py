@@ -49,6 +49,7 @@ def _torch_shim() -> types.ModuleType:
     shim = types.ModuleType("torch")
     shim.from_numpy = lambda array: np.asarray(array).view(_NumpyTensor)  # type: ignore[attr-defined]
     shim.clamp = lambda t, min=None, max=None: np.clip(t, min, max).view(_NumpyTensor)  # type: ignore[attr-defined]
+    shim.Tensor = _NumpyTensor  # type: ignore[attr-defined]
     shim.__leaktrace_shim__ = True  # type: ignore[attr-defined]
     return shim
 
@@ -62,10 +63,19 @@ def available() -> tuple[bool, str]:
 
 
 def load_imwatermark() -> types.ModuleType:
-    """Import `imwatermark`, with the numpy torch stand-in when torch is absent."""
-    if "torch" not in sys.modules and importlib.util.find_spec("torch") is None:
+    """Import `imwatermark`, with the numpy torch stand-in when torch is absent.
+
+    The stand-in is registered only while imwatermark imports (its rivaGan module keeps its own
+    reference): left in sys.modules it would make other libraries believe torch is installed.
+    """
+    shimmed = "torch" not in sys.modules and importlib.util.find_spec("torch") is None
+    if shimmed:
         sys.modules["torch"] = _torch_shim()
-    module = importlib.import_module("imwatermark")
+    try:
+        module = importlib.import_module("imwatermark")
+    finally:
+        if shimmed:
+            del sys.modules["torch"]
     module.WatermarkEncoder.loadModel()  # loads the two rivaGan ONNX sessions once
     return module
 
@@ -96,8 +106,8 @@ def extract(frame_bgr: np.ndarray, method: str) -> np.ndarray:
 
 PROTOCOL = """\
 Peer protocol. invisible-watermark embeds the same 32 payload bits in each of {n} sample frames of
-the master, the same frames for dwtDctSvd and rivaGan (rivaGan needs 5-13 s per 720p frame on this
-CPU, so marking every frame is out of reach). Each sample frame is the centre of a {window:g} s
+the master, the same frames for dwtDctSvd and rivaGan (rivaGan needs seconds per frame on this CPU, see
+the table, so marking every frame is out of reach). Each sample frame is the centre of a {window:g} s
 window of master footage (frames around it unmarked, as a per-frame peer would leave them when
 only sampled frames are marked); the windows are concatenated into one clip per method, encoded
 once with libx264 CRF 18 (the distribution copy), and that clip goes through the same ffmpeg

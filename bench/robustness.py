@@ -28,8 +28,12 @@ import json
 import math
 import shutil
 import sys
+import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -72,7 +76,7 @@ def full_config() -> Config:
         tags_per_title=8,
         simulate_tags=1_000_000,
         null_tags=10_000,
-        peer_samples=12,
+        peer_samples=6,
         peer_window_seconds=2.0,
         peer_attacks=attacks,
     )
@@ -113,6 +117,8 @@ class Case:
     innocents_accused: list[str] = field(default_factory=list)
     error: str = ""
     leak_path: str = ""
+    reason: str = ""
+    positions: list[dict] = field(default_factory=list)  # per observed position: zA, zB, symbol (trace --json)
 
 
 # Marked leaks whose innocents also go through the empirical bound check (names from media).
@@ -138,8 +144,9 @@ def trace_case(case: Case, leak: Path, outdir: Path, tags: list[str], *, simulat
     """Trace `leak` against every real tag plus `simulate` innocents and fill in the verdict."""
     case.leak_path = str(leak)
     try:
-        result = engine.trace(leak, outdir, tags, simulate_tags=simulate,
-                              tags_file=workdir / "tags.txt")
+        tags_file = workdir / "tags" / f"{case.kind}-{case.profile.replace(' ', '')}-{media.slug(case.attack)}.txt"
+        tags_file.parent.mkdir(parents=True, exist_ok=True)
+        result = engine.trace(leak, outdir, tags, simulate_tags=simulate, tags_file=tags_file)
     except engine.EngineError as exc:
         case.error = str(exc).splitlines()[-1][:200]
         log(f"trace failed: {case.attack}: {exc}")
@@ -148,6 +155,8 @@ def trace_case(case: Case, leak: Path, outdir: Path, tags: list[str], *, simulat
     case.positions_observed = result.positions_observed
     case.runner_up = asdict(result.runner_up) if result.runner_up else None
     case.trace_seconds = result.seconds
+    case.reason = str(result.raw.get("reason", ""))
+    case.positions = list(result.raw.get("positions", []))
     accused = set(result.accused_tags)
     case.innocents_accused = sorted(accused - set(case.true_tags))
     if case.kind == "single":
@@ -159,71 +168,123 @@ def trace_case(case: Case, leak: Path, outdir: Path, tags: list[str], *, simulat
     return case
 
 
-def run_engine_cases(config: Config, master: Path, workdir: Path) -> tuple[list[Case], dict]:
-    """Prepare each profile, run every single-leaker, collusion and null case; return the cases
-    and facts for the report (prepare times, the unmarked encode, the other title)."""
-    cases: list[Case] = []
+@dataclass
+class Title:
+    """One prepared title of the run, its real tags and the copies made so far."""
+
+    profile: Profile
+    outdir: Path
+    tags: list[str]
+    copies_dir: Path
+    copies: dict[str, Path] = field(default_factory=dict)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def copy_of(self, tag: str) -> Path:
+        """The tag's copy (written once with `leaktrace autograph copy`)."""
+        with self.lock:
+            if tag not in self.copies:
+                path = self.copies_dir / f"{tag}.mp4"
+                engine.copy(self.outdir, tag, path)
+                self.copies[tag] = path
+            return self.copies[tag]
+
+
+def run_engine_cases(config: Config, master: Path, workdir: Path, *, deadline: float, jobs: int = 1,
+                     kinds: frozenset[str] = frozenset({"single", "collusion", "null"}),
+                     titles_from: Path | None = None, attack_order: list[int] | None = None
+                     ) -> tuple[list[Case], dict]:
+    """Prepare each profile, then run the single-leaker cases (attack by attack, alternating the
+    titles), the collusion cases and the null cases, `jobs` at a time (each case is ffmpeg and
+    `leaktrace` subprocesses). Cases not started before `deadline` (time.time()) are recorded as
+    not run. Progress is saved to workdir/cases.json after each case. With `titles_from`, the
+    titles prepared by an earlier or concurrent run in that folder are used instead of preparing."""
     facts: dict = {"prepare_seconds": {}}
-    info = media.probe(master)
-    for profile in config.profiles:
+    titles: list[Title] = []
+
+    def prepare(profile: Profile) -> Title:
         outdir = workdir / f"title-{profile.name.replace(' ', '')}"
         log(f"prepare {profile.name} positions ...")
         facts["prepare_seconds"][profile.name] = engine.prepare(
             master, outdir, position_seconds=profile.position_seconds)
-        log(f"prepared in {facts['prepare_seconds'][profile.name]:.0f} s")
-        tags = title_tags(profile, config.tags_per_title)
-        copies: dict[str, Path] = {}
+        log(f"prepared {profile.name} positions in {facts['prepare_seconds'][profile.name]:.0f} s")
+        return Title(profile, outdir, title_tags(profile, config.tags_per_title), workdir / "copies")
 
-        def copy_of(tag: str) -> Path:
-            if tag not in copies:
-                copies[tag] = workdir / "copies" / f"{tag}.mp4"
-                engine.copy(outdir, tag, copies[tag])
-            return copies[tag]
+    if titles_from is not None:
+        titles = [Title(p, titles_from / f"title-{p.name.replace(' ', '')}", title_tags(p, config.tags_per_title),
+                        workdir / "copies") for p in config.profiles]
+    else:
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            titles = list(pool.map(prepare, config.profiles))
+    facts["null_title"] = str(titles[0].outdir)
+    (workdir / "facts.json").write_text(json.dumps(facts, indent=1))
 
-        for index, attack in enumerate(config.attacks):
-            tag = tags[index % len(tags)]
-            case = Case("single", profile.name, attack.name, [tag])
-            leak = workdir / "leaks" / f"{profile.name.replace(' ', '')}-{media.slug(attack.name)}"
-            log(f"{profile.name}: {attack.name} on {tag}")
-            leak_path, case.attack_seconds = media.apply_attack(
-                attack, [copy_of(tag)], leak, start=profile.excerpt_start or 0.0,
-                duration=profile.excerpt_seconds)
-            case.leak_seconds = media.probe(leak_path).duration
-            cases.append(trace_case(case, leak_path, outdir, tags, simulate=config.simulate_tags,
-                                    workdir=workdir))
-            log(f"  -> accused {[a['tag'] for a in case.accused]} ok={case.ok}")
-        if profile is config.profiles[0]:
-            # Collusion on the whole master of the first (2 s) profile, distinct colluders per case.
-            first = 0
-            for attack in config.collusion:
-                colluders = tags[first:first + attack.copies]
-                first += attack.copies
-                case = Case("collusion", profile.name, attack.name, list(colluders))
-                log(f"{profile.name}: {attack.name} by {colluders}")
-                leak = workdir / "leaks" / f"{profile.name.replace(' ', '')}-{media.slug(attack.name)}"
-                leak_path, case.attack_seconds = media.apply_attack(
-                    attack, [copy_of(t) for t in colluders], leak)
+    plan: list[tuple[Case, Callable[[], tuple[Path, float]], Title, list[str], int]] = []
+    for index in attack_order if attack_order is not None else range(len(config.attacks)):
+        attack = config.attacks[index]
+        for title in titles:
+            p = title.profile
+            tag = title.tags[index % len(title.tags)]
+            leak = workdir / "leaks" / f"{p.name.replace(' ', '')}-{media.slug(attack.name)}"
+            make = partial(_single_leak, attack, title, tag, leak)
+            plan.append((Case("single", p.name, attack.name, [tag]), make, title, title.tags, config.simulate_tags))
+
+    # Collusion on the whole master of the first (2 s) title, distinct colluders per case.
+    first_title = titles[0]
+    first = 0
+    for attack in config.collusion:
+        colluders = first_title.tags[first:first + attack.copies]
+        first += attack.copies
+        leak = workdir / "leaks" / f"{first_title.profile.name.replace(' ', '')}-{media.slug(attack.name)}"
+        make = partial(_collusion_leak, attack, first_title, list(colluders), leak)
+        plan.append((Case("collusion", first_title.profile.name, attack.name, list(colluders)), make,
+                     first_title, first_title.tags, config.simulate_tags))
+
+    # Null test: nothing of ours is in these leaks, so every candidate is innocent.
+    unmarked = media.OUT / "masters" / f"{master.stem}-unmarked-crf23.mp4"
+    other = media.TESTDATA / media.OTHER_TITLE_CLIP
+    innocents = [f"innocent-{i:06d}" for i in range(config.null_tags)]
+    plan.append((Case("null", first_title.profile.name, "unmarked encode of the master", []),
+                 lambda: (media.plain_encode(master, unmarked, crf=23, preset="fast"), 0.0),
+                 first_title, innocents, 0))
+    plan.append((Case("null", first_title.profile.name, f"other title ({media.OTHER_TITLE_CLIP})", []),
+                 lambda: (other, 0.0), first_title, innocents, 0))
+
+    plan = [item for item in plan if item[0].kind in kinds]
+    done: list[Case] = []
+    lock = threading.Lock()
+
+    def run(item: tuple[Case, Callable[[], tuple[Path, float]], Title, list[str], int]) -> Case:
+        case, make_leak, title, tags, simulate = item
+        if time.time() > deadline:
+            case.error = "not run: time budget exhausted"
+        else:
+            log(f"{case.kind}: {case.profile} positions, {case.attack}, true {case.true_tags or 'none'}")
+            try:
+                leak_path, case.attack_seconds = make_leak()
                 case.leak_seconds = media.probe(leak_path).duration
-                cases.append(trace_case(case, leak_path, outdir, tags, simulate=config.simulate_tags,
-                                        workdir=workdir))
-                log(f"  -> accused {[a['tag'] for a in case.accused]} ok={case.ok}")
-            # Null test: nothing of ours is in these leaks, so every candidate is innocent.
-            unmarked = media.plain_encode(master, media.OUT / "masters" / f"{master.stem}-unmarked-crf23.mp4",
-                                          crf=23, preset="fast")
-            other = media.TESTDATA / media.OTHER_TITLE_CLIP
-            innocents = [f"innocent-{i:06d}" for i in range(config.null_tags)]
-            for label, leak_path in (("unmarked encode of the master", unmarked),
-                                     (f"other title ({media.OTHER_TITLE_CLIP})", other)):
-                case = Case("null", profile.name, label, [])
-                case.leak_seconds = media.probe(leak_path).duration
-                log(f"null: {label} against {len(innocents)} innocent tags")
-                cases.append(trace_case(case, leak_path, outdir, innocents, simulate=0, workdir=workdir))
-                log(f"  -> accused {[a['tag'] for a in case.accused]} ok={case.ok}")
-            facts["null_title"] = outdir
-            facts["unmarked"] = unmarked
-            facts["other"] = other
-    facts["master_info"] = info
+                trace_case(case, leak_path, title.outdir, tags, simulate=simulate, workdir=workdir)
+            except Exception as exc:  # one broken case must not sink the others; it is reported
+                case.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            log(f"  {case.attack} ({case.profile}) -> accused {[a['tag'] for a in case.accused]} "
+                f"in {case.trace_seconds:.0f} s, ok={case.ok}{' ' + case.error if case.error else ''}")
+        with lock:
+            done.append(case)
+            (workdir / "cases.json").write_text(json.dumps([asdict(c) for c in done], indent=1, default=str))
+        return case
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        cases = list(pool.map(run, plan))  # in plan order
     return cases, facts
+
+
+def _single_leak(attack: media.Attack, title: Title, tag: str, leak: Path) -> tuple[Path, float]:
+    p = title.profile
+    return media.apply_attack(attack, [title.copy_of(tag)], leak, start=p.excerpt_start or 0.0,
+                              duration=p.excerpt_seconds)
+
+
+def _collusion_leak(attack: media.Attack, title: Title, colluders: list[str], leak: Path) -> tuple[Path, float]:
+    return media.apply_attack(attack, [title.copy_of(t) for t in colluders], leak)
 
 
 def _tolerated(alpha: float, n: int) -> float:
@@ -232,27 +293,31 @@ def _tolerated(alpha: float, n: int) -> float:
     return alpha * n + 4 * math.sqrt(alpha * (1 - alpha) * n) + 1
 
 
-def null_distribution(outdir: Path, leaks: list[tuple[str, Path]], n_tags: int) -> list[list[object]]:
-    """Empirical check of the bound: score `n_tags` innocent tags against each leak's observations
-    and count how many get a bound <= alpha. A valid bound keeps each count near or below alpha * n
-    (it is an upper bound on the chance, so counts well below are expected)."""
-    from leaktrace.autograph import code, package
-    from leaktrace.autograph import trace as trace_module
-    from leaktrace.autograph.reference import load_reference
+def null_distribution(outdir: Path, cases: list[Case], n_tags: int) -> list[list[object]]:
+    """Empirical check of the bound: score `n_tags` innocent tags against the observations of each
+    given case and count how many get a bound <= alpha. A valid bound keeps each count near or
+    below alpha * n (it is an upper bound on the chance, so counts well below are expected).
 
-    key = package.load_title(outdir).key
-    ref = load_reference(outdir)
+    The observations are the per-position (zA, zB, symbol) that `trace --json` printed for the
+    case (z rounded to 0.01), scored with `code.score_candidates`, the function `trace` uses."""
+    from leaktrace.autograph import code, package
+
+    title = package.load_title(outdir)
+    n_positions = len(title.manifest["positions"])
     tags = [f"null-{i:06d}" for i in range(n_tags)]
+    names = {"A": code.SYMBOL_A, "B": code.SYMBOL_B, "both": code.SYMBOL_BOTH, "erased": code.SYMBOL_ERASED}
     rows: list[list[object]] = []
-    for label, leak in leaks:
-        _, alignment, detection, _ = trace_module.observe(leak, ref)
-        if detection is None:
-            rows.append([label, n_tags, "-", "-", "-", "-", "-",
-                         f"no observations (leak not matched to the title: {alignment.reason})"])
+    for case in cases:
+        label = case.attack if case.kind == "null" else f"marked leak: {case.attack} ({case.profile} positions)"
+        if not case.positions:
+            rows.append([label, n_tags, "0", "-", "-", "-", "-", f"no observations ({case.reason or case.error})"])
             continue
-        symbols = detection.symbols
-        z = np.nan_to_num(detection.z, nan=0.0).astype(np.float32)
-        scores = code.score_candidates(code.Observations(symbols=symbols, z=z), key=key, tags=tags)
+        symbols = np.full(n_positions, code.SYMBOL_ERASED, dtype=np.int8)
+        z = np.zeros((n_positions, 2), dtype=np.float32)
+        for entry in case.positions:
+            symbols[entry["position"]] = names[entry["symbol"]]
+            z[entry["position"]] = (entry["zA"], entry["zB"])
+        scores = code.score_candidates(code.Observations(symbols=symbols, z=z), key=title.key, tags=tags)
         log10 = scores.log_bound / math.log(10)
         counts = [int(np.sum(log10 <= math.log10(alpha))) for alpha in (1e-1, 1e-2, 1e-3)]
         single = int(np.sum((symbols == 0) | (symbols == 1)))
@@ -270,41 +335,59 @@ def null_distribution(outdir: Path, leaks: list[tuple[str, Path]], n_tags: int) 
 # --------------------------------------------------------------------------------------------------
 
 
-def run_peer_comparison(config: Config, master: Path) -> dict:
-    """Peer bit accuracy per method and attack (cached under bench/out/peers/ by its inputs)."""
+PEER_PROTOCOL_VERSION = "peer-protocol-v1"  # bump when the peer measurement changes
+
+
+def run_peer_comparison(config: Config, master: Path, *, cache_only: bool = False) -> dict:
+    """Peer bit accuracy per method and attack. Every step is cached under bench/out/peers/ (keyed
+    by master, sample frames, window and payload; each attack by its ffmpeg command), because
+    rivaGan costs seconds per frame and an interrupted run should not start over."""
     info = media.probe(master)
     fps = float(info.fps)
     window = max(2, int(round(config.peer_window_seconds * fps)))
     samples = peers.sample_frames(info.frames, fps, config.peer_samples)
     bits = peers.payload()
-    recipe = [master.name, samples, window, bits.tolist(), peers.PROTOCOL,
-              [media.attack_command(a, [Path("in.mp4")], Path("out.mp4")) for a in config.peer_attacks]]
-    cache = media.OUT / "peers" / f"peers-{media.short_hash(*recipe)}.json"
-    if cache.exists():
-        log(f"peer results reused from {cache.relative_to(media.REPO_ROOT)} (same master, frames, attacks)")
-        return json.loads(cache.read_text())
-    workdir = cache.with_suffix("")
+    workdir = media.OUT / "peers" / f"peers-{media.short_hash(PEER_PROTOCOL_VERSION, master.name, samples, window, bits.tolist())}"
     workdir.mkdir(parents=True, exist_ok=True)
-    results: dict = {"samples": samples, "window_frames": window, "methods": {},
-                     "computed_at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
+    results: dict = {"samples": samples, "window_frames": window, "methods": {}, "computed_at": []}
+    reference = _sample_frames(master, samples)
     for method in peers.METHODS:
         clip = workdir / f"{method}.mp4"
-        log(f"peer {method}: marking {len(samples)} sample frames")
-        stats = peers.build_peer_clip(master, clip, method=method, bits=bits, samples=samples,
-                                      window=window, progress=log)
-        marked = _sample_frames(master, samples)
-        rows = {}
-        read, decode_s = peers.read_peer_bits(clip, method=method, marked_frames=marked, window=window,
-                                              clip_fps=fps)
-        rows["no attack (distribution encode)"] = peers.bit_accuracy(read, bits)
-        for attack in config.peer_attacks:
-            log(f"peer {method}: {attack.name}")
-            leak, _ = media.apply_attack(attack, [clip], workdir / f"{method}-{media.slug(attack.name)}")
-            read, _ = peers.read_peer_bits(leak, method=method, marked_frames=marked, window=window,
-                                           clip_fps=fps)
-            rows[attack.name] = peers.bit_accuracy(read, bits)
-        results["methods"][method] = {**stats, "decode_s_per_frame": decode_s, "attacks": rows}
-    cache.write_text(json.dumps(results, indent=1))
+        stats_file = workdir / f"{method}.stats.json"
+        if cache_only and not stats_file.exists():
+            continue
+        if not (clip.exists() and stats_file.exists()):
+            log(f"peer {method}: marking {len(samples)} sample frames")
+            stats = peers.build_peer_clip(master, clip, method=method, bits=bits, samples=samples,
+                                          window=window, progress=log)
+            stats_file.write_text(json.dumps(stats))
+        stats = json.loads(stats_file.read_text())
+        rows: dict = {}
+        for attack in (None, *config.peer_attacks):
+            name = attack.name if attack else "no attack (distribution encode)"
+            command = (media.attack_command(attack, [clip], Path("out." + attack.ext)) if attack else [])
+            cell = workdir / f"{method}-{media.slug(name)}-{media.short_hash(command)}.json"
+            if cache_only and not cell.exists():
+                rows[name] = None
+                continue
+            if not cell.exists():
+                log(f"peer {method}: {name}")
+                leak = (media.apply_attack(attack, [clip], workdir / f"{method}-{media.slug(name)}")[0]
+                        if attack else clip)
+                read, decode_s = peers.read_peer_bits(leak, method=method, marked_frames=reference,
+                                                      window=window, clip_fps=fps)
+                accuracy, identified = peers.bit_accuracy(read, bits)
+                cell.write_text(json.dumps({"accuracy": accuracy, "identified": identified,
+                                            "decode_s_per_frame": decode_s,
+                                            "at": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}))
+            data = json.loads(cell.read_text())
+            rows[name] = (data["accuracy"], data["identified"])
+            results["computed_at"].append(data["at"])
+            if attack is None:
+                stats["decode_s_per_frame"] = data["decode_s_per_frame"]
+        results["methods"][method] = {**stats, "attacks": rows}
+    stamps = sorted(results["computed_at"]) or ["never"]
+    results["computed_at"] = f"{stamps[0]} to {stamps[-1]}" if stamps[0] != stamps[-1] else stamps[0]
     return results
 
 
@@ -349,24 +432,36 @@ def engine_table(cases: list[Case], config: Config) -> str:
     return report.markdown_table(headers, rows)
 
 
+def _ours(case: Case) -> str:
+    """'yes (log10 bound of the true tag)' / 'NO' / 'not run' for one single-leaker case."""
+    if case.error:
+        return "not run" if case.error.startswith("not run") else "error"
+    bound = next((a["log10_bound"] for a in case.accused if a["tag"] == case.true_tags[0]), None)
+    return f"yes ({_fmt_log10(bound)})" if bound is not None else "NO"
+
+
 def peer_table(peer: dict, cases: list[Case]) -> str:
     """Peer bit accuracy per attack, beside our single-leaker results for the same attack."""
     methods = list(peer["methods"])
+    if not methods:
+        return "Peer not measured in this run (no cached peer results)."
     headers = ["attack", *[f"{m} bit acc. (ID by vote)" for m in methods],
                "ours: right tag accused (2 s pos / 120 s | 1 s pos / 60 s)"]
     attacks = list(next(iter(peer["methods"].values()))["attacks"])
     rows = []
     for attack in attacks:
         ours = [c for c in cases if c.kind == "single" and c.attack == attack]
-        ours_text = " | ".join(("yes" if c.ok else "NO") + f" ({_fmt_log10(c.accused[0]['log10_bound']) if c.accused else '-'})"
-                               for c in ours) or "-"
+        ours_text = " | ".join(_ours(c) for c in ours) or "-"
         cells = []
         for m in methods:
-            accuracy, identified = peer["methods"][m]["attacks"][attack]
-            cells.append(f"{accuracy:.2f} ({'yes' if identified else 'no'})")
+            cell = peer["methods"][m]["attacks"].get(attack)
+            cells.append("not measured (time)" if cell is None else f"{cell[0]:.2f} ({'yes' if cell[1] else 'no'})")
         rows.append([attack, *cells, ours_text])
+    missing = [m for m in peers.METHODS if m not in methods]
+    if missing:
+        rows.append([f"({', '.join(missing)}: not measured in time)", *["" for _ in methods], ""])
     stats = [[m, f"{s['psnr_y']:.1f}", f"{s['psnr_rgb']:.1f}", f"{s['embed_s_per_frame']:.2f}",
-              f"{s['decode_s_per_frame']:.2f}"] for m, s in peer["methods"].items()]
+              f"{s.get('decode_s_per_frame', float('nan')):.2f}"] for m, s in peer["methods"].items()]
     return (report.markdown_table(headers, rows) + "\n\n"
             + report.markdown_table(["method", "Y-PSNR dB", "RGB PSNR dB", "embed s/frame", "decode s/frame"],
                                     stats))
@@ -375,6 +470,18 @@ def peer_table(peer: dict, cases: list[Case]) -> str:
 # --------------------------------------------------------------------------------------------------
 # Main
 # --------------------------------------------------------------------------------------------------
+
+
+def merge_cases(runs: list[list[Case]]) -> list[Case]:
+    """Cases of several runs in report order (single, collusion, null); where two runs hold the
+    same case, the one that ran wins over a "not run" placeholder."""
+    merged: dict[tuple[str, str, str], Case] = {}
+    for case in (c for run in runs for c in run):
+        key = (case.kind, case.profile, case.attack)
+        if key not in merged or merged[key].error.startswith("not run"):
+            merged[key] = case
+    order = {"single": 0, "collusion": 1, "null": 2}
+    return sorted(merged.values(), key=lambda c: order[c.kind])  # stable: plan order within a kind
 
 
 def check_targets(cases: list[Case]) -> list[str]:
@@ -401,6 +508,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-peers", action="store_true", help="leave out the invisible-watermark peer")
     parser.add_argument("--skip-engine", action="store_true", help="run the peer part only")
     parser.add_argument("--json-out", type=Path, help="also write every result as JSON here")
+    parser.add_argument("--report-from", type=Path, nargs="+", metavar="CASES_JSON",
+                        help="re-render the report from saved cases.json files (first one's folder holds "
+                             "the titles); runs no case and computes no new peer cell")
+    parser.add_argument("--kinds", default="single,collusion,null",
+                        help="which engine cases to run (comma-separated: single, collusion, null)")
+    parser.add_argument("--attack-order", metavar="I,J,...",
+                        help="run only these single-leaker attacks, in this order (indices into the suite)")
+    parser.add_argument("--titles-from", type=Path, metavar="DIR",
+                        help="use the titles another run prepared in DIR (its title-2s, title-1s)")
+    parser.add_argument("--jobs", type=int, default=1, help="engine cases run at the same time")
+    parser.add_argument("--max-minutes", type=float, default=float("inf"),
+                        help="start no new engine case after this many minutes (the rest is reported as not run)")
     args = parser.parse_args(argv)
     config = quick_config() if args.quick else full_config()
     media.require_testdata()
@@ -411,16 +530,6 @@ def main(argv: list[str] | None = None) -> int:
     master = media.build_master(config.master)
     info = media.probe(master)
 
-    peer_result = None
-    peer_note = ""
-    if not args.skip_peers:
-        ok, why = peers.available()
-        if ok:
-            peer_result = run_peer_comparison(config, master)
-        else:
-            peer_note = f"peer comparison skipped: {why}"
-            log(peer_note)
-
     cases: list[Case] = []
     facts: dict = {}
     dist_rows: list[list[object]] = []
@@ -429,19 +538,45 @@ def main(argv: list[str] | None = None) -> int:
         if missing:
             print(f"engine not ready: `leaktrace autograph {'|'.join(missing)}` missing", file=sys.stderr)
             return 2
+        kinds = frozenset(args.kinds.split(","))
         workdir = media.OUT / ("robustness-quick" if args.quick else "robustness")
-        shutil.rmtree(workdir, ignore_errors=True)  # engine output must come from the engine at hand
-        workdir.mkdir(parents=True)
-        cases, facts = run_engine_cases(config, master, workdir)
+        if args.titles_from is not None or kinds != frozenset({"single", "collusion", "null"}):
+            workdir = workdir.with_name(workdir.name + "-" + "-".join(sorted(kinds))
+                                        + ("-" + args.attack_order.replace(",", "_") if args.attack_order else ""))
+        if not args.report_from:
+            shutil.rmtree(workdir, ignore_errors=True)  # engine output must come from the engine at hand
+            workdir.mkdir(parents=True)
+        if args.report_from:
+            # Re-render from a run's saved progress (e.g. after an interruption): no case is re-run.
+            cases = merge_cases([[Case(**c) for c in json.loads(path.read_text())] for path in args.report_from])
+            facts_file = args.report_from[0].parent / "facts.json"
+            first_title = args.report_from[0].parent / f"title-{config.profiles[0].name.replace(' ', '')}"
+            facts = (json.loads(facts_file.read_text()) if facts_file.exists() else
+                     {"prepare_seconds": {}, "null_title": str(first_title)})
+        else:
+            cases, facts = run_engine_cases(config, master, workdir, deadline=time.time() + 60 * args.max_minutes,
+                                            jobs=args.jobs, kinds=kinds, titles_from=args.titles_from,
+                                            attack_order=[int(i) for i in args.attack_order.split(",")]
+                                            if args.attack_order else None)
         try:
-            leaks = [("unmarked encode of the master", facts["unmarked"]), ("other title", facts["other"])]
             # Innocents against marked leaks too: the bound must hold whatever the leak contains.
-            leaks += [(f"marked leak: {c.attack} ({c.profile} positions)", Path(c.leak_path)) for c in cases
-                      if c.profile == config.profiles[0].name and c.attack in NULL_MARKED_LEAKS and c.leak_path]
-            dist_rows = null_distribution(facts["null_title"], leaks, config.null_tags)
+            chosen = [c for c in cases if c.kind == "null" or (
+                c.profile == config.profiles[0].name and c.attack in NULL_MARKED_LEAKS)]
+            dist_rows = null_distribution(Path(facts["null_title"]), chosen, config.null_tags)
         except Exception as exc:  # report, do not hide, a failure of this check
             dist_rows = [["all", config.null_tags, "-", "-", "-", "-", "-",
                           f"ERROR {type(exc).__name__}: {exc}"[:200]]]
+
+    # The peer last: its cells are cached, so a peer run started earlier in the background helps.
+    peer_result = None
+    peer_note = ""
+    if not args.skip_peers:
+        ok, why = peers.available()
+        if ok:
+            peer_result = run_peer_comparison(config, master, cache_only=bool(args.report_from))
+        else:
+            peer_note = f"peer comparison skipped: {why}"
+            log(peer_note)
 
     failures = check_targets(cases)
     failures += [f"null test: {row[0]}: {row[-1]}" for row in dist_rows
@@ -451,6 +586,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"(then the same clips mirrored), held-out other title {media.OTHER_TITLE_CLIP}. "
                 f"Simulated innocents per trace: {config.simulate_tags:,}; "
                 f"real tags per title: {config.tags_per_title}."]
+    if args.report_from:
+        sections.append("Cases collected from the saved results of these runs (merged; a case that ran "
+                        "replaces a \"not run\" placeholder of another run): "
+                        + ", ".join(f"`{Path(p).relative_to(media.REPO_ROOT) if Path(p).is_absolute() else p}`"
+                                    for p in args.report_from) + ".")
     if cases:
         prep = ", ".join(f"{k} positions {v:.0f} s" for k, v in facts.get("prepare_seconds", {}).items())
         sections.append(f"Prepare wall time: {prep}.")
@@ -459,8 +599,8 @@ def main(argv: list[str] | None = None) -> int:
             "### Null test: empirical innocent bounds\n\nEvery tag here is innocent (its codeword is "
             "independent of the leak), so the count of tags whose bound is <= alpha must stay near or "
             "below alpha x n (the bound caps the probability; counts far below are expected when few "
-            "positions are read). Observations come from `trace.observe`, scores from "
-            "`code.score_candidates`, the same path `trace` takes.\n\n" + report.markdown_table(
+            "positions are read). Observations: the per-position (zA, zB, symbol) printed by "
+            "`trace --json` for that leak; scores: `code.score_candidates`, as in `trace`.\n\n" + report.markdown_table(
                 ["leak", "innocent tags", "positions read", "min log10 bound", "bound <= 0.1",
                  "bound <= 0.01", "bound <= 0.001", "check"], dist_rows))
         verdict = ("All targets met." if not failures else
@@ -470,8 +610,9 @@ def main(argv: list[str] | None = None) -> int:
         sections.append("### Peer: invisible-watermark 0.2.0, 32 bits per frame\n\n"
                         + peers.PROTOCOL.format(n=len(peer_result["samples"]),
                                                 window=peer_result["window_frames"] / float(info.fps))
-                        + f"\n\nPeer numbers computed {peer_result['computed_at']} (cached by master, frames "
-                          "and attack commands).\n\n" + peer_table(peer_result, cases))
+                        + f"\n\nPeer numbers computed {peer_result['computed_at']} (each cached under "
+                          "bench/out/peers/ by master, frames, payload and attack command).\n\n"
+                        + peer_table(peer_result, cases))
     elif peer_note:
         sections.append(peer_note)
     sections.append("Attack commands (ffmpeg 5.1, `-ss`/`-t` before each input for excerpts):\n\n"

@@ -38,12 +38,14 @@ class Config:
     trace_tags: int
     scoring_candidates: int
     scoring_positions: int
+    position_seconds: float
 
 
+# The quick master is short, so it uses 1 s positions: enough of them for the trace to accuse.
 FULL = Config(master=media.MasterSpec(), copy_repeats=5, trace_tags=100,
-              scoring_candidates=1_000_000, scoring_positions=3600)
+              scoring_candidates=1_000_000, scoring_positions=3600, position_seconds=2.0)
 QUICK = Config(master=media.QUICK_MASTER, copy_repeats=3, trace_tags=10,
-               scoring_candidates=10_000, scoring_positions=360)
+               scoring_candidates=10_000, scoring_positions=360, position_seconds=1.0)
 
 
 def log(message: str) -> None:
@@ -61,11 +63,11 @@ def plain_x264_seconds(master: Path, out_path: Path, manifest: dict) -> float:
     return media.run(cmd, what="plain x264 encode")
 
 
-def measure_prepare(master: Path, workdir: Path) -> dict:
-    """Prepare with the defaults, between two plain encodes of the same rendition and settings."""
+def measure_prepare(master: Path, workdir: Path, position_seconds: float) -> dict:
+    """Prepare with the default settings, then two plain encodes of the same rendition and settings."""
     outdir = workdir / "title"
     log("prepare (engine defaults) ...")
-    prepare_s = engine.prepare(master, outdir)
+    prepare_s = engine.prepare(master, outdir, position_seconds=position_seconds)
     manifest = json.loads((outdir / "manifest.json").read_text())
     log("plain x264 encodes ...")
     plain = [plain_x264_seconds(master, workdir / "plain.mp4", manifest) for _ in range(2)]
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
 
     master = media.build_master(config.master)
     info = media.probe(master)
-    prep = measure_prepare(master, workdir)
+    prep = measure_prepare(master, workdir, config.position_seconds)
     copy = measure_copy(prep["outdir"], workdir, config.copy_repeats)
     tr = measure_trace(master, prep["outdir"], workdir, config.trace_tags)
     log(f"scoring {config.scoring_candidates:,} candidates x {config.scoring_positions} positions ...")
@@ -186,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     body = (f"Input: the robustness master, {info.width}x{info.height}, {float(info.fps):g} fps, "
             f"{info.duration:.0f} s, {info.frames} frames. Prepare with the engine defaults "
             f"(libx264 preset {enc['preset']}, CRF {enc['crf']}, {prep['manifest']['frames_per_position']}-frame "
-            f"closed GOPs, 2 s positions); the plain encode is the ffmpeg CLI with the same preset, CRF and GOP "
+            f"closed GOPs, {config.position_seconds:g} s positions); the plain encode is the ffmpeg CLI with the same preset, CRF and GOP "
             f"(mean of two runs). Copy: `assemble.write_copy` against `shutil.copyfile` of a file of the "
             f"same size. Trace: the CLI (`leaktrace autograph trace --json`, process start included) on an "
             f"H.264 CRF 23 re-encode of a copy; accused {tr['accused']} (true {tr['true_tag']}). Decode "

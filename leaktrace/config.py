@@ -18,6 +18,8 @@ from cryptography.fernet import Fernet
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+
 
 class Settings(BaseSettings):
     """Runtime configuration; each field is read from `LEAKTRACE_<FIELD>`."""
@@ -28,7 +30,7 @@ class Settings(BaseSettings):
     database_url: str | None = Field(default=None, description="SQLAlchemy URL; default SQLite in the data dir")
     queue_url: str | None = Field(default=None, description="redis://… for Redis; default SQLite in the data dir")
     storage_url: str | None = Field(default=None, description="blob storage; default <data dir>/media")
-    public_url: str = Field(default="http://127.0.0.1:8080", description="base of every href and link")
+    public_url: str | None = Field(default=None, description="base of every href and link; default: where serve listens")
     secret_key: str | None = Field(default=None, description="server key; generated under the data dir if unset")
     token_lifetime: int = Field(default=3600, gt=0, description="default access-token lifetime, seconds")
     token_max_lifetime: int = Field(default=30 * 24 * 3600, gt=0, description="longest lifetime a client may ask for")
@@ -59,7 +61,7 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         """The public URL without a trailing slash."""
-        return self.public_url.rstrip("/")
+        return (self.public_url or DEFAULT_PUBLIC_URL).rstrip("/")
 
     def ensure_data_dir(self) -> Path:
         """Create the data directory if needed and return it."""

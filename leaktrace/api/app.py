@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -15,8 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from leaktrace.api import errors
 from leaktrace.api.query import parse_bool, wants_xml
 from leaktrace.api.render import JSON_TYPE, XML_TYPE, serialize
-from leaktrace.api.routes import applications, backtraces, jobs, oauth2, users
-from leaktrace.api.routes import codecs, files, pipelines, presets
+from leaktrace.api.routes import applications, backtraces, codecs, files, jobs, oauth2, pipelines, presets, users
 from leaktrace.config import Settings, get_settings
 from leaktrace.store.db import Database, open_database
 from leaktrace.store.errors import InvalidInput, NotFound
@@ -24,8 +24,10 @@ from leaktrace.tasks.queue import TaskQueue, embedded_consumer, make_queue
 
 log = logging.getLogger(__name__)
 
-ROUTERS = (oauth2.router, jobs.router, backtraces.router, users.router, applications.router)
-ROUTERS += (pipelines.router, codecs.router, presets.router, files.router)
+ROUTERS = (
+    oauth2.router, jobs.router, backtraces.router, users.router, applications.router,
+    pipelines.router, codecs.router, presets.router, files.router,
+)  # fmt: skip
 
 
 def create_app(
@@ -108,6 +110,13 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def _not_found(request: Request, exc: NotFound) -> Response:
         family = errors.family_for_path(request.url.path)
         return _error_response(request, 404, family.not_found, exc.message)
+
+    @app.exception_handler(DataError)
+    async def _unstorable(request: Request, exc: DataError) -> Response:
+        # The database refused a value the request carried (PostgreSQL: a NUL character in text, a
+        # number out of range): bad input, not a server fault.
+        family = errors.family_for_path(request.url.path)
+        return _error_response(request, 400, family.invalid_input, "Invalid Input: a value cannot be stored")
 
     @app.exception_handler(RequestValidationError)
     async def _unparsable(request: Request, exc: RequestValidationError) -> Response:

@@ -128,7 +128,8 @@ def _samples() -> dict[str, Any]:
     from leaktrace.store.backtraces import ExtractedTag
     from leaktrace.store.models import AccessRecord, Application, Backtrace, Codec, File, Job, Pipeline, Preset, User
 
-    ctx = RenderContext(base_url="https://leaktrace.example", db=None, user_id=None)  # type: ignore[arg-type]
+    # Every key shown, every reference kept as a `Ref` so it is described as a reference.
+    ctx = RenderContext(base_url="https://leaktrace.example", db=None, user_id=None, show_null=True, expand_all=True)  # type: ignore[arg-type]
     some_id, now = "0" * 24, 1_700_000_000_000
     stamps = {"id": some_id, "version": 1, "created_at": now, "updated_at": now}
     output = {

@@ -1,16 +1,18 @@
 """How each object looks in responses.
 
-A presenter turns a model into a dict with every documented key in the documented order, nulls
-included, and `Ref` markers for references (see `render.py`). Each kind also registers a loader so
-`expand=<kind>` and `expand_all=true` can embed it; loaders return None for objects the caller may
-not see, which leaves the short reference in place.
+A presenter turns a model into its final response dict for this request: every documented key in
+the documented order, null values only with `show_null=true` (`ctx.obj` for each dict it builds,
+`ctx.blob` for stored JSON), references through `ctx.ref` (see `render.py`). Each kind also
+registers a loader so `expand=<kind>` and `expand_all=true` can embed it; loaders return None for
+objects the caller may not see, which leaves the short reference in place. Presenters only read
+attributes, so list pages hand them table rows instead of model objects (see `store/listing.py`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from leaktrace.api.render import RenderContext, ref, register_loader
+from leaktrace.api.render import RenderContext, register_loader
 from leaktrace.store import backtraces as backtrace_service
 from leaktrace.store.backtraces import ExtractedTag
 from leaktrace.store.models import AccessRecord, Application, Backtrace, Codec, File, Job, Pipeline, Preset, User
@@ -22,7 +24,7 @@ def _stamps(ctx: RenderContext, obj: Any, collection: str, *, owner: bool = True
     """The keys every object ends with: version, user, created_at, updated_at, id, href."""
     out: dict[str, Any] = {"version": obj.version}
     if owner:
-        out["user"] = ref("user", obj.user_id)
+        out["user"] = ctx.ref("user", obj.user_id)
     out.update(created_at=obj.created_at, updated_at=obj.updated_at, id=obj.id, href=ctx.href(collection, obj.id))
     return out
 
@@ -33,34 +35,34 @@ def _stamps(ctx: RenderContext, obj: Any, collection: str, *, owner: bool = True
 def _output(ctx: RenderContext, output: dict[str, Any]) -> dict[str, Any]:
     thumbnails = output.get("thumbnails")
     zip_id = output.get("thumbnail_zip_file_id")
-    return {
-        "preset": ref("preset", output["preset_id"]),
-        "file": ref("file", output.get("file_id")),
+    return ctx.obj({
+        "preset": ctx.ref("preset", output["preset_id"]),
+        "file": ctx.ref("file", output.get("file_id")),
         "output_name": output.get("output_name"),
         "percentage_completed": output.get("percentage_completed", 0),
-        "thumbnail_zip": {"file": ref("file", zip_id)} if zip_id else None,
+        "thumbnail_zip": {"file": ctx.ref("file", zip_id)} if zip_id else None,
         "thumbnails": None
         if thumbnails is None
         else [
-            {
+            ctx.obj({
                 "thumbnail_names": t.get("thumbnail_names"),
                 "thumbnail_preset": t.get("thumbnail_preset"),
-                "file": ref("file", t.get("file_id")),
-            }
+                "file": ctx.ref("file", t.get("file_id")),
+            })
             for t in thumbnails
         ],
-        "logos": output.get("logos"),
-        "settings": output.get("settings"),
-    }
+        "logos": ctx.blob(output.get("logos")),
+        "settings": ctx.blob(output.get("settings")),
+    })  # fmt: skip
 
 
 def job(ctx: RenderContext, obj: Job) -> dict[str, Any]:
     """A job as `GET /jobs/ID` shows it."""
-    submitted = set(obj.submitted_keys or ())
+    submitted = obj.submitted_keys or ()
     options = obj.input_options or {}
     out: dict[str, Any] = {
-        "pipeline": ref("pipeline", obj.pipeline_id),
-        "application": ref("application", obj.application_id),
+        "pipeline": ctx.ref("pipeline", obj.pipeline_id),
+        "application": ctx.ref("application", obj.application_id),
         "user_data": obj.user_data,
     }
     if "unique_custom_key" in submitted:
@@ -74,31 +76,34 @@ def job(ctx: RenderContext, obj: Job) -> dict[str, Any]:
     }
     if "input.start_time" in submitted:
         job_input["start_time"] = options.get("start_time")
-    job_input["file"] = ref("file", obj.input_file_id, extra={"name": obj.input_file_name})
+    job_input["file"] = ctx.ref("file", obj.input_file_id, extra={"name": obj.input_file_name})
     out.update(
-        input=job_input,
-        autograph=obj.autograph,
+        input=ctx.obj(job_input),
+        autograph=ctx.blob(obj.autograph),
         output_prefix=obj.output_prefix,
-        playlists=obj.playlists,
+        playlists=ctx.blob(obj.playlists),
         outputs=[_output(ctx, output) for output in obj.outputs or ()],
         status=obj.status,
         percentage_completed=obj.percentage_completed,
         error_msg=obj.error_msg,
         error_code=obj.error_code,
         finished_at=obj.finished_at,
+        version=obj.version,
+        user=ctx.ref("user", obj.user_id),
+        created_at=obj.created_at,
+        updated_at=obj.updated_at,
     )
-    out.update(version=obj.version, user=ref("user", obj.user_id), created_at=obj.created_at, updated_at=obj.updated_at)
     if "title" in submitted:
         out["title"] = obj.title
     out.update(id=obj.id, href=ctx.href("jobs", obj.id))
-    return out
+    return ctx.obj(out)
 
 
 # ---- backtraces ----------------------------------------------------------------------------------
 
 
-def _access(record: AccessRecord) -> dict[str, Any]:
-    return {
+def _access(ctx: RenderContext, record: AccessRecord) -> dict[str, Any]:
+    return ctx.obj({
         "ip_address": record.ip_address,
         "ip_country": record.ip_country or "N/A",
         "ip_type": record.ip_type or "UNK",
@@ -108,21 +113,21 @@ def _access(record: AccessRecord) -> dict[str, Any]:
         "percentage_obtained": f"{round(record.percentage_obtained)}%",
         "highest_resolution": f"{record.highest_resolution}p" if record.highest_resolution else None,
         "streaming_only": "yes" if record.streaming_only else "no",
-    }
+    })  # fmt: skip
 
 
 def backtrace(ctx: RenderContext, obj: Backtrace, extracted: list[ExtractedTag] | None) -> dict[str, Any]:
     """A backtrace as `GET /backtraces/ID` shows it; `extracted` is None until it has a result."""
-    return {
+    return ctx.obj({
         "input": {"input_name": obj.input_name},
-        "pipeline": ref("pipeline", obj.pipeline_id),
-        "file": ref("file", obj.file_id),
-        "job": ref("job", obj.job_id, href=False),
-        "application": ref("application", obj.application_id, href=False),
+        "pipeline": ctx.ref("pipeline", obj.pipeline_id),
+        "file": ctx.ref("file", obj.file_id),
+        "job": ctx.ref("job", obj.job_id, href=False),
+        "application": ctx.ref("application", obj.application_id, href=False),
         "extracted_data": None
         if extracted is None
         else [
-            {"autograph_tag": tag.autograph_tag, "access_stats": [_access(r) for r in tag.access_records]}
+            {"autograph_tag": tag.autograph_tag, "access_stats": [_access(ctx, r) for r in tag.access_records]}
             for tag in extracted
         ],
         "status": obj.status,
@@ -131,7 +136,7 @@ def backtrace(ctx: RenderContext, obj: Backtrace, extracted: list[ExtractedTag] 
         "error_code": obj.error_code,
         "finished_at": obj.finished_at,
         **_stamps(ctx, obj, "backtraces"),
-    }
+    })  # fmt: skip
 
 
 def backtraces(ctx: RenderContext, objs: list[Backtrace]) -> list[dict[str, Any]]:
@@ -145,10 +150,9 @@ def backtraces(ctx: RenderContext, objs: list[Backtrace]) -> list[dict[str, Any]
 
 def backtrace_created(ctx: RenderContext, obj: Backtrace) -> dict[str, Any]:
     """The receipt `POST /backtraces/` returns: the id, what was posted, and the state."""
-    stamps = _stamps(ctx, obj, "backtraces")
-    return {
+    return ctx.obj({
         "id": obj.id,
-        "pipeline": ref("pipeline", obj.pipeline_id),
+        "pipeline": ctx.ref("pipeline", obj.pipeline_id),
         "input": {"input_name": obj.input_name},
         "status": obj.status,
         "percentage_completed": obj.percentage_completed,
@@ -156,11 +160,11 @@ def backtrace_created(ctx: RenderContext, obj: Backtrace) -> dict[str, Any]:
         "error_code": obj.error_code,
         "finished_at": obj.finished_at,
         "version": obj.version,
-        "user": stamps["user"],
+        "user": ctx.ref("user", obj.user_id),
         "created_at": obj.created_at,
         "updated_at": obj.updated_at,
-        "href": stamps["href"],
-    }
+        "href": ctx.href("backtraces", obj.id),
+    })  # fmt: skip
 
 
 # ---- accounts ------------------------------------------------------------------------------------
@@ -170,38 +174,38 @@ PROFILE_KEYS = ("website", "short_bio", "avatarURL", "profileURL")
 SETTING_KEYS = ("location", "language", "time_zone", "show_location_flag", "newsletter_flag", "notification_email", "default_payment")
 
 
-def _group(values: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any]:
+def _group(ctx: RenderContext, values: dict[str, Any] | None, keys: tuple[str, ...]) -> dict[str, Any]:
     values = values or {}
-    return {key: values.get(key) for key in keys}
+    return ctx.obj({key: values.get(key) for key in keys})
 
 
 def user(ctx: RenderContext, obj: User) -> dict[str, Any]:
     """An account as `GET /users/ID` shows it; credentials are always masked."""
-    return {
+    return ctx.obj({
         "first_name": obj.first_name,
         "last_name": obj.last_name,
         "email": obj.email,
         "password": MASKED,
         "client_password_salt": MASKED,
         "name": obj.name,
-        "billing_address": _group(obj.billing_address, BILLING_KEYS),
-        "profile": _group(obj.profile, PROFILE_KEYS),
-        "setting": _group(obj.setting, SETTING_KEYS),
+        "billing_address": _group(ctx, obj.billing_address, BILLING_KEYS),
+        "profile": _group(ctx, obj.profile, PROFILE_KEYS),
+        "setting": _group(ctx, obj.setting, SETTING_KEYS),
         "confirmed_on": obj.confirmed_on,
         "changed_email_confirmed": obj.changed_email_confirmed,
         **_stamps(ctx, obj, "users", owner=False),
-    }
+    })  # fmt: skip
 
 
 def application(ctx: RenderContext, obj: Application) -> dict[str, Any]:
     """An application; its secret is never shown."""
-    return {
+    return ctx.obj({
         "name": obj.name,
         "client_id": obj.client_id,
         "scopes": [s for s in obj.scopes.split(",") if s],
         "enabled": obj.enabled,
         **_stamps(ctx, obj, "applications"),
-    }
+    })  # fmt: skip
 
 
 # ---- pipelines, files, presets, codecs -----------------------------------------------------------
@@ -209,7 +213,7 @@ def application(ctx: RenderContext, obj: Application) -> dict[str, Any]:
 
 def pipeline(ctx: RenderContext, obj: Pipeline) -> dict[str, Any]:
     """A pipeline with every field `POST /pipelines` accepts."""
-    return {
+    return ctx.obj({
         "name": obj.name,
         "description": obj.description,
         "cancel_timeout": obj.cancel_timeout,
@@ -217,30 +221,30 @@ def pipeline(ctx: RenderContext, obj: Pipeline) -> dict[str, Any]:
         "enable_backtrace_pings": obj.enable_backtrace_pings,
         "input_download_dir": obj.input_download_dir,
         "image_download_dir": obj.image_download_dir,
-        "download_options": obj.download_options,
+        "download_options": ctx.blob(obj.download_options),
         "output_upload_dir": obj.output_upload_dir,
         "image_upload_dir": obj.image_upload_dir,
-        "upload_options": obj.upload_options,
-        "store_options": obj.store_options,
-        "ping_urls": obj.ping_urls,
-        "file": ref("file", obj.file_id),
+        "upload_options": ctx.blob(obj.upload_options),
+        "store_options": ctx.blob(obj.store_options),
+        "ping_urls": ctx.blob(obj.ping_urls),
+        "file": ctx.ref("file", obj.file_id),
         **_stamps(ctx, obj, "pipelines"),
-    }
+    })  # fmt: skip
 
 
 def file(ctx: RenderContext, obj: File) -> dict[str, Any]:
     """A stored file, folder or archive."""
-    return {
+    return ctx.obj({
         "storage": obj.storage,
         "title": obj.title,
         "name": obj.name,
         "type": obj.type,
         "subtype": obj.subtype,
         "description": obj.description,
-        "parents": obj.parents,
-        "job": ref("job", obj.job_id),
-        "application": ref("application", obj.application_id),
-        "pipeline": ref("pipeline", obj.pipeline_id),
+        "parents": ctx.blob(obj.parents),
+        "job": ctx.ref("job", obj.job_id),
+        "application": ctx.ref("application", obj.application_id),
+        "pipeline": ctx.ref("pipeline", obj.pipeline_id),
         "autograph": obj.autograph,
         "container": obj.container,
         "mime_type": obj.mime_type,
@@ -248,50 +252,50 @@ def file(ctx: RenderContext, obj: File) -> dict[str, Any]:
         "duration": obj.duration,
         "size": obj.size,
         "size_on_disk": obj.size_on_disk,
-        "video_tracks": obj.video_tracks,
-        "audio_tracks": obj.audio_tracks,
-        "subtitle_tracks": obj.subtitle_tracks,
-        "elements": obj.elements,
+        "video_tracks": ctx.blob(obj.video_tracks),
+        "audio_tracks": ctx.blob(obj.audio_tracks),
+        "subtitle_tracks": ctx.blob(obj.subtitle_tracks),
+        "elements": ctx.blob(obj.elements),
         "finished_at": obj.finished_at,
         "expires_at": obj.expires_at,
         "user_data": obj.user_data,
         "uri": f"{ctx.base_url}/v1/files/downloads/?file_id={obj.id}",
         **_stamps(ctx, obj, "files"),
-    }
+    })  # fmt: skip
 
 
-def _codec_choice(choice: dict[str, Any] | None) -> dict[str, Any] | None:
+def _codec_choice(ctx: RenderContext, choice: dict[str, Any] | None) -> dict[str, Any] | None:
     if choice is None:
         return None
-    return {**choice, "codec": ref("codec", (choice.get("codec") or {}).get("id"))}
+    return ctx.obj({**ctx.blob(choice), "codec": ctx.ref("codec", (choice.get("codec") or {}).get("id"))})
 
 
 def preset(ctx: RenderContext, obj: Preset) -> dict[str, Any]:
     """A system or custom preset; codec references expand like any other."""
-    target = dict(obj.target_format or {})
-    target["vcodec"] = _codec_choice(target.get("vcodec"))
-    target["acodec"] = _codec_choice(target.get("acodec"))
-    return {
+    target = dict(ctx.blob(obj.target_format) or {})
+    target["vcodec"] = _codec_choice(ctx, (obj.target_format or {}).get("vcodec"))
+    target["acodec"] = _codec_choice(ctx, (obj.target_format or {}).get("acodec"))
+    return ctx.obj({
         "name": obj.name,
         "description": obj.description,
         "type": obj.type,
-        "target_format": target,
-        "settings": obj.settings,
+        "target_format": ctx.obj(target),
+        "settings": ctx.blob(obj.settings),
         **_stamps(ctx, obj, "presets", owner=obj.user_id is not None),
-    }
+    })  # fmt: skip
 
 
 def codec(ctx: RenderContext, obj: Codec) -> dict[str, Any]:
     """A system codec with its capabilities."""
-    return {
+    return ctx.obj({
         "name": obj.name,
         "description": obj.description,
         "type": obj.type,
-        "passes": obj.passes,
-        "autograph": obj.autograph,
-        "profiles": obj.profiles,
+        "passes": ctx.blob(obj.passes),
+        "autograph": ctx.blob(obj.autograph),
+        "profiles": ctx.blob(obj.profiles),
         **_stamps(ctx, obj, "codecs", owner=False),
-    }
+    })  # fmt: skip
 
 
 # ---- loaders for expand --------------------------------------------------------------------------

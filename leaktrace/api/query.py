@@ -81,7 +81,7 @@ class ViewOptions:
     bin_data: bool = False
 
     @classmethod
-    def from_request(cls, request: Request) -> "ViewOptions":
+    def from_request(cls, request: Request) -> ViewOptions:
         """Parse and check the rendering parameters of `request`."""
         params = request.query_params
         expand = params.get("expand")
@@ -104,7 +104,7 @@ class ListOptions:
     sort: Sort = Sort()
 
     @classmethod
-    def from_request(cls, request: Request) -> "ListOptions":
+    def from_request(cls, request: Request) -> ListOptions:
         """Parse and check `start`, `limit`, `sort` and `direction`."""
         params = request.query_params
         start = parse_int("start", params.get("start"), minimum=0, maximum=MAX_START)

@@ -1,10 +1,12 @@
 """Turning presented objects into response bodies.
 
-A route's presenter returns plain dicts with every documented key (null values included) and
-`Ref` markers where the object points at another one. `finish` walks that tree once: each `Ref`
-becomes either the short `{"id", "href"}` form or, when the caller asked for it with
-`expand`/`expand_all`, the referenced object presented in full; null values are dropped unless
-`show_null=true`. `serialize` then writes JSON or XML, compact or indented for `human=true`.
+Presenters build each body once, already in its final form for the request: null values are left
+out unless `show_null=true` (`RenderContext.obj` for the dicts they build, `RenderContext.blob`
+for stored JSON), and references come out in the short `{"id", "href"}` form. Only a reference the
+caller asked to embed (`expand`/`expand_all`) stays a `Ref` marker, which `finish` replaces with
+the referenced object, presented the same way. `serialize` then writes JSON or XML, compact or
+indented for `human=true`. Building the final form directly, instead of building everything and
+walking it again, is what keeps a page of 1000 objects within a small multiple of its query.
 """
 
 from __future__ import annotations
@@ -21,12 +23,7 @@ from leaktrace.store.db import Database
 
 @dataclass(slots=True)
 class Ref:
-    """A reference to another object, e.g. a job's pipeline.
-
-    `kind` is the name `expand=` uses (`pipeline`, `file`, …), `collection` the URL segment of
-    its href; `extra` holds keys shown next to the id (a job's input file shows its `name`), and
-    `href=False` leaves the href out (the backtrace examples reference jobs by id only).
-    """
+    """A reference the request asked to embed (see `RenderContext.ref`)."""
 
     kind: str
     id: str
@@ -35,13 +32,21 @@ class Ref:
     href: bool = True
 
 
-def ref(
-    kind: str, object_id: str | None, collection: str | None = None, *, extra: dict[str, Any] | None = None, href: bool = True
-) -> Ref | None:
-    """A `Ref`, or None when there is no referenced object."""
-    if object_id is None:
-        return None
-    return Ref(kind, object_id, collection or kind + "s", extra, href)
+def _short(ctx: RenderContext, object_id: str, collection: str, extra: dict[str, Any] | None, href: bool) -> dict[str, Any]:
+    short: dict[str, Any] = {"id": object_id}
+    if extra:
+        short.update(ctx.obj(extra))
+    if href:
+        short["href"] = f"{ctx.base_url}/v1/{collection}/{object_id}"
+    return short
+
+
+def _drop_nulls(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _drop_nulls(item) for key, item in value.items() if item is not None}
+    if isinstance(value, list):
+        return [_drop_nulls(item) for item in value]
+    return value
 
 
 # kind -> loader(context, id) returning the presented object, or None when it is not visible.
@@ -70,6 +75,40 @@ class RenderContext:
         """The public URL of a collection or of one object in it."""
         return f"{self.base_url}/v1/{collection}/{object_id}" if object_id else f"{self.base_url}/v1/{collection}/"
 
+    @property
+    def expanding(self) -> bool:
+        """True when this request embeds referenced objects."""
+        return self.expand_all or bool(self.expand)
+
+    def ref(
+        self, kind: str, object_id: str | None, collection: str | None = None, *,
+        extra: dict[str, Any] | None = None, href: bool = True,
+    ) -> Ref | dict[str, Any] | None:
+        """A reference to another object: short form, a `Ref` to embed, or None when unset.
+
+        `kind` is the name `expand=` uses (`pipeline`, `file`, …), `collection` the URL segment of
+        its href (default `<kind>s`); `extra` adds keys next to the id (a job's input file shows
+        its `name`); `href=False` leaves the href out (backtraces reference jobs by id only).
+        """
+        if object_id is None:
+            return None
+        collection = collection or kind + "s"
+        if self.expand_all or kind in self.expand:
+            return Ref(kind, object_id, collection, extra, href)
+        return _short(self, object_id, collection, extra, href)
+
+    def obj(self, mapping: dict[str, Any]) -> dict[str, Any]:
+        """A dict a presenter built, without its null values unless `show_null`."""
+        if self.show_null:
+            return mapping
+        return {key: value for key, value in mapping.items() if value is not None}
+
+    def blob(self, value: Any) -> Any:
+        """A stored JSON value (settings, options, …) without nulls at any depth unless `show_null`."""
+        if self.show_null or value is None:
+            return value
+        return _drop_nulls(value)
+
     def load(self, kind: str, object_id: str) -> dict[str, Any] | None:
         """The presented object for a reference, loaded once per request."""
         key = (kind, object_id)
@@ -83,15 +122,9 @@ _LEAVES = (str, int, float, bool)
 
 
 def finish(value: Any, ctx: RenderContext, _path: frozenset[tuple[str, str]] = frozenset()) -> Any:
-    """Resolve references and drop nulls (unless `show_null`), in one walk."""
-    # Scalars are copied without a call: they are most of the nodes of a big list.
+    """Replace every `Ref` marker in a presented body with the embedded object (or short form)."""
     if isinstance(value, dict):
-        show_null = ctx.show_null
-        return {
-            key: item if isinstance(item, _LEAVES) else finish(item, ctx, _path)
-            for key, item in value.items()
-            if item is not None or show_null
-        }
+        return {key: item if isinstance(item, _LEAVES) else finish(item, ctx, _path) for key, item in value.items()}
     if isinstance(value, list):
         return [item if isinstance(item, _LEAVES) else finish(item, ctx, _path) for item in value]
     if isinstance(value, Ref):
@@ -108,12 +141,7 @@ def _resolve(reference: Ref, ctx: RenderContext, path: frozenset[tuple[str, str]
         if embedded is not None:
             inner = ctx if ctx.expand_all else _without_expansion(ctx)
             return finish(embedded, inner, path | {key})
-    short: dict[str, Any] = {"id": reference.id}
-    if reference.extra:
-        short.update(finish(reference.extra, ctx, path))
-    if reference.href:
-        short["href"] = ctx.href(reference.collection, reference.id)
-    return short
+    return _short(ctx, reference.id, reference.collection, reference.extra, reference.href)
 
 
 def _without_expansion(ctx: RenderContext) -> RenderContext:

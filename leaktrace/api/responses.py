@@ -15,6 +15,7 @@ from leaktrace.store.listing import Page, Sort
 
 # Never echo credentials into links the response hands out.
 _NOT_REPEATED = {"start", "limit", "access_token"}
+SUCCESS_RESULT = {"result": {"status": "SUCCESS"}}  # the body of a successful DELETE
 
 
 def respond(view: ViewOptions, body: dict[str, Any], status: int = 200) -> Response:
@@ -28,7 +29,8 @@ def respond(view: ViewOptions, body: dict[str, Any], status: int = 200) -> Respo
 
 def one(ctx: RenderContext, view: ViewOptions, key: str, presented: dict[str, Any], status: int = 200) -> Response:
     """`{"<key>": {...}}` for one presented object; `key` is also its kind for expansion."""
-    return respond(view, {key: finish(presented, ctx, _root(key, presented))}, status)
+    body = finish(presented, ctx, _root(key, presented)) if ctx.expanding else presented
+    return respond(view, {key: body}, status)
 
 
 def _root(kind: str, presented: dict[str, Any]) -> frozenset[tuple[str, str]]:
@@ -115,7 +117,7 @@ def many(
         everything.sort(key=lambda item: _sort_key(lookup(item, sort.key or "")), reverse=sort.descending)
         total, items = page.total, everything[options.start : options.start + options.limit]
     body = {
-        plural: [finish(item, ctx, _root(kind, item)) for item in items],
+        plural: [finish(item, ctx, _root(kind, item)) for item in items] if ctx.expanding else items,
         "total": total,
         "start": options.start,
         "limit": options.limit,
@@ -135,6 +137,3 @@ def context(request: Request, view: ViewOptions, user_id: str | None) -> RenderC
         expand=view.expand,
         expand_all=view.expand_all,
     )
-
-
-SUCCESS_RESULT = {"result": {"status": "SUCCESS"}}

@@ -23,10 +23,12 @@ from leaktrace.autograph.reference import FINGERPRINT_SIZE, fingerprint
 
 BAR_LEVEL = 28          # rows/columns whose brightest sample stays below this are black bars
 MAX_CROP = 0.11         # per side; the master interior beyond this is visible in any accepted leak
+COARSE_PAIRS = 4        # frame pairs in the coarse scale search (all pairs go into the ECC refinement)
 _RATE_RANGE = (0.75, 1.34)
 # playback speeds that occur in practice: unchanged, PAL speed-up and slow-down, NTSC 1000/1001
 NOMINAL_RATES = (1.0, 25 / 24, 24 / 25, 1000 / 1001, 1001 / 1000)
 NOMINAL_PREFERENCE = 0.95
+NOMINAL_OFFSETS_CHECKED = 8
 
 
 # ----------------------------------------------------------------------------- black bars
@@ -89,7 +91,7 @@ class TimeMap:
 
 
 def fit_time_map(leak_fp: np.ndarray, leak_times: np.ndarray, master_fp: np.ndarray, master_fps: float, *,
-                 samples: int = 400, top_k: int = 6, iterations: int = 600, seed: int = 0) -> TimeMap:
+                 samples: int = 400, top_k: int = 6, iterations: int = 300, seed: int = 0) -> TimeMap:
     """Fit t_master = rate * t_leak + offset by RANSAC over fingerprint matches.
 
     leak_fp float32 (n_l, 18, 32) and master_fp (n_m, 18, 32) are unit-norm thumbnails (zeros for flat
@@ -140,11 +142,13 @@ def fit_time_map(leak_fp: np.ndarray, leak_times: np.ndarray, master_fp: np.ndar
             best_score, best_model = score, (rate, offset)
     # Content that barely moves fits many lines about equally well. Playback speed is almost always
     # kept (a frame-rate change keeps timestamps), so a nominal rate that does nearly as well wins.
-    top = cand_sim.argmax(axis=1)
-    top_t_m = cand[np.arange(len(pick)), top] / master_fps
     nominal_score, nominal_model = -1.0, None
     for rate in NOMINAL_RATES:
-        for offset in np.unique(np.round((top_t_m - rate * leak_times[pick]) * master_fps)) / master_fps:
+        # the offsets most pairs vote for (one-frame bins, weighted by similarity), checked exactly
+        bins = np.round((t_m - rate * t_l) * master_fps).astype(np.int64)
+        values, inverse = np.unique(bins, return_inverse=True)
+        votes = np.bincount(inverse, weights=w)
+        for offset in values[np.argsort(-votes)[:NOMINAL_OFFSETS_CHECKED]] / master_fps:
             score, _ = support(rate, offset)
             if score > nominal_score:
                 nominal_score, nominal_model = score, (rate, offset)
@@ -250,10 +254,12 @@ def estimate_geometry(leak_frames: np.ndarray, master_frames: np.ndarray, box: t
     bw, bh = x1 - x0, y1 - y0
     fit = min(bw / mw, bh / mh)                     # scale at which the whole master fits the box
     best = (-2.0, 1.0, 0.0, 0.0, 1.0)
-    half_leak = np.stack([cv2.resize(f, (f.shape[1] // 2, f.shape[0] // 2), interpolation=cv2.INTER_AREA) for f in leak])
+    coarse = slice(None, COARSE_PAIRS)
+    half_leak = np.stack([cv2.resize(f, (f.shape[1] // 2, f.shape[0] // 2), interpolation=cv2.INTER_AREA)
+                          for f in leak[coarse]])
     for aspect in sorted({1.0, round((bh / mh) / (bw / mw), 4)}):
-        scales = fit * np.exp(np.linspace(np.log(0.92), np.log(1.0 / (1 - 2 * MAX_CROP)), 24))
-        score, sx, tx, ty = _ncc_search(half_leak, master, scales / 2, aspect)
+        scales = fit * np.exp(np.linspace(np.log(0.92), np.log(1.0 / (1 - 2 * MAX_CROP)), 16))
+        score, sx, tx, ty = _ncc_search(half_leak, master[coarse], scales / 2, aspect)
         if score > best[0]:
             best = (score, sx * 2, tx * 2, ty * 2, aspect)
     _, sx, tx, ty, aspect = best

@@ -23,21 +23,22 @@ DEFAULT_CHUNK = 1 << 20
 
 
 class VirtualFile:
-    """Byte ranges of files laid end to end, read lazily with `os.pread` (thread-safe, no seek state)."""
+    """Byte ranges of files laid end to end, read lazily with `os.pread` (thread-safe, no seek state).
+
+    Use it as a context manager (or call `close()`) to release its file descriptors.
+    """
 
     def __init__(self, pieces: Sequence[tuple[Path, int, int]]):
-        """`pieces`: (path, offset, size) in copy order."""
-        self._paths = sorted({path for path, _, _ in pieces})
+        """`pieces`: (path, offset, size) in copy order. The files are opened here, once."""
         self._fds: dict[Path, int] = {}
+        for path in {path for path, _, _ in pieces}:
+            self._fds[path] = os.open(path, os.O_RDONLY)
         self._pieces = [(path, offset, size) for path, offset, size in pieces if size > 0]
         self._starts = np.cumsum([0] + [size for _, _, size in self._pieces]).tolist()
         self.size: int = self._starts[-1]
 
     def _fd(self, path: Path) -> int:
-        fd = self._fds.get(path)
-        if fd is None:
-            fd = self._fds[path] = os.open(path, os.O_RDONLY)
-        return fd
+        return self._fds[path]
 
     def read(self, offset: int, length: int) -> bytes:
         """Return bytes [offset, offset+length) of the copy, clipped to its end."""
@@ -77,7 +78,7 @@ class VirtualFile:
                 src = self._fd(path)
                 copied = 0
                 while copied < size:
-                    n = os.copy_file_range(src, out_fd, size - copied, offset + copied)
+                    n = os.sendfile(out_fd, src, offset + copied, size - copied)
                     if n == 0:
                         raise OSError(f"{path} is shorter than its index says")
                     copied += n

@@ -101,7 +101,7 @@ _BOTH_FROM_ONE = 0.05
 
 # Pre-screen: expected number of innocents that get the expensive statistics.
 _PRESCREEN_EXPECTED = 1000
-_SCORE_EVERYONE_WORK = 20_000_000  # candidates x positions up to which everyone is scored in full
+_SCORE_EVERYONE_WORK = 2_000_000  # candidates x positions up to which everyone is scored in full
 _CHUNK = 1 << 16
 
 
@@ -351,7 +351,8 @@ def _round2_log_ratio(evidence: _Evidence, symbols: np.ndarray, known: np.ndarra
     states = [candidate, other]
     for row in known:
         match = (symbols == row).astype(np.float64)
-        from_known = np.where(hard, (1.0 - beta) * (match * (1.0 - eps) + (1.0 - match) * eps), np.where(both, beta, 1.0))
+        read_as_known = (1.0 - beta) * (match * (1.0 - eps) + (1.0 - match) * eps)
+        from_known = np.where(hard, read_as_known, np.where(both, beta, 1.0))
         states.append(np.stack([from_known, from_known], axis=1))
     emission = np.stack(states, axis=1)
     parts = list(_log_chain_ratio(emission, bits, _switch_rates(evidence, _ROUND2_SWITCH_RATES)))
@@ -574,9 +575,10 @@ def score_candidates(
     first_round = np.flatnonzero(log_bound <= log_threshold)
     found_in_round2 = 0
     rest = ~np.isin(index, first_round)
-    if len(first_round) and rest.any():
-        best_first = first_round[np.argsort(log_bound[first_round], kind="stable")][:_ROUND2_MAX_KNOWN]
-        known = bits[np.searchsorted(index, best_first)]
+    known_rows = np.flatnonzero(~rest)  # first-round accused whose codewords are at hand
+    if len(known_rows) and rest.any():
+        best_first = known_rows[np.argsort(log_bound[index[known_rows]], kind="stable")][:_ROUND2_MAX_KNOWN]
+        known = bits[best_first]
         log_ratio2 = _in_row_chunks(lambda b: _round2_log_ratio(evidence, symbols, known, b), bits[rest])
         targets = index[rest]
         log_bound[targets] = np.minimum(log_bound[targets], -log_ratio2 - math.log(BUDGET_ROUND2))

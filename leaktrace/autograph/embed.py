@@ -1,6 +1,7 @@
 """`prepare()`: decode the input once, add the A and B pattern per position, encode both variants.
 
-Pipeline (one pass over the input):
+Pipeline (one decoding pass over the input; before it, a demux-only packet count and the
+strength calibration, which decodes and encodes at most 4 x 12 sample frames):
 
     demux ─► decode video ─► limited-range 8-bit 4:2:0, even size ─► buffer one position (one GOP)
                                    └─► ReferenceBuilder.add_frame (unmarked luma)
@@ -17,7 +18,7 @@ Rules decided here (also in docs/autograph-format.md):
   frame rate (constant frame rate; source timestamps are not used, so repeated or irregular
   timestamps cannot shift positions). The frame count is planned from the demuxed packets; if
   the decoder yields fewer frames (undecodable packets), the last frame is repeated to fill the
-  plan, and extra frames are dropped. Both are counted in the manifest.
+  plan (`padded_frames` in the manifest); frames beyond the plan are not used.
 - Position length: one position is one closed GOP of G = round(position_seconds x fps) frames
   (half up). At 12.5 fps, 1 s gives 13 frames (1.04 s) and 2 s gives 25 (2.0 s); at 29.97 fps,
   2 s gives 60 frames (2.002 s). The last position holds the remaining frames.
@@ -58,20 +59,30 @@ Progress = Callable[[int, int], None]
 STRENGTH_PSNR_DB = {"light": 48.0, "medium": 44.0, "strong": 40.0}
 # Lowest mask gain in flat areas, per strength: stronger marks need more flat-area attenuation.
 MASK_FLOOR = {"light": 0.35, "medium": 0.3, "strong": 0.2}
+# A level counts as hit when the measured PSNR is within this many dB of its target.
+PSNR_TOLERANCE_DB = 1.0
 # The strength is measured on the decoded variant against the decoded unmarked encode. That
-# difference is not just the pattern: any change to the source makes x264 take other decisions, so
-# the two encodes carry different coding noise. Measured on ../shared/testdata at CRF 20 veryfast
-# (4 s of each clip), decoded MSE ~= floor + CODING_GAIN x pre-encode MSE, with the floor between
-# 1.0 (static camera, 48 dB) and 5.8 (film grain, 40.5 dB) even for a vanishing pattern. The
-# pre-encode RMS is solved from this model. Where the floor alone exceeds the target, no pattern
-# can reach it; the RMS then stays at MIN_RMS of the strength, which keeps the mark detectable and
-# changes the measured PSNR by only a few tenths of a dB.
+# difference is not just the pattern: any change to the source makes x264 take other decisions
+# (and predict from slightly different references), so the two encodes carry different coding
+# noise. Measured on ../shared/testdata (4 s of each clip, preset veryfast), decoded MSE ~= floor +
+# CODING_GAIN x pre-encode MSE, and the floor is about the encode's own MSE against its source:
+# the two encodes' coding noises are only about half correlated. At CRF 20 the floor ranges from
+# 1.0 (static camera, 48 dB) to 6.2 (film grain, 40.2 dB) even for a vanishing pattern.
+# No x264 setting decouples the two encodes at a given bitrate (measured on tears_of_steel at CRF
+# 20: psy off, aq-mode 0, mbtree off, tune psnr/ssim, trellis and deadzones off, deblock off,
+# no-fast-pskip, bframes 0, fixed qp, presets ultrafast to medium all leave the marked-vs-unmarked
+# PSNR within 0.6 dB of the encode's PSNR against the source). Only a smaller quantiser lowers
+# the floor, at a bitrate cost: on tears_of_steel CRF 16/12/8 cost 1.6/2.6/4.2x the bitrate of
+# CRF 20 and still measure 42.7/44.5/46.2 dB at the light RMS. Where the floor alone exceeds a
+# target, no pattern can reach it at that CRF; the RMS then stays at MIN_RMS of the strength,
+# which keeps the mark detectable and changes the measured PSNR by only a few tenths of a dB, and
+# the calibration reports the target as out of reach.
 CODING_FLOOR_MSE = 1.4
 CODING_GAIN = 1.05
 MIN_RMS = {"light": 0.6, "medium": 0.8, "strong": 1.2}
-# The floor varies from clip to clip (1.0 to 2.8 measured), so by default prepare() calibrates
-# per title: it encodes a few short windows of the title unmarked and marked at the model's RMS,
-# decodes both, and corrects the RMS by the measured miss (`calibrate_rms`).
+# The floor varies from clip to clip, so by default prepare() calibrates per title: it encodes a
+# few short windows of the title unmarked and marked at the model's RMS, decodes both, and
+# corrects the RMS by the measured miss (`calibrate_rms`).
 CALIBRATION_FRAMES = 12
 CALIBRATION_MAX_WINDOWS = 4
 MIN_POSITION_SECONDS = 1.0
@@ -236,7 +247,6 @@ class _Outputs:
         for name, path in paths.items():
             self.containers[name], self.video[name], self.audio[name] = open_variant_output(
                 path, rendition, crf=crf, preset=preset, audio=audio)
-        self.frame_index = 0
         self.audio_samples = 0
         self.audio_resampler = (
             av.AudioResampler(format="fltp", layout=audio["layout"], rate=audio["sample_rate"]) if audio else None
@@ -405,7 +415,9 @@ def calibrate_rms(windows: list[list[np.ndarray]], rendition: Rendition, *, key:
 
     Each window is encoded unmarked and marked at the model RMS (`target_rms`); the measured
     decoded MSE corrects the RMS along the model's slope (CODING_GAIN), which is accurate near the
-    operating point even where the model's floor is off. Returns (rms, facts for the manifest).
+    operating point even where the model's floor is off. The facts also give the floor (the
+    measurement without the pattern's share), the PSNR the variants are expected to measure and
+    whether that is within PSNR_TOLERANCE_DB of the target. Returns (rms, facts for the manifest).
     """
     model_rms = target_rms(strength)
     target_mse = 255.0**2 / 10.0 ** (STRENGTH_PSNR_DB[strength] / 10.0)
@@ -429,19 +441,37 @@ def calibrate_rms(windows: list[list[np.ndarray]], rendition: Rendition, *, key:
     measured_mse = float(np.mean(errors))
     rms_squared = model_rms**2 + (target_mse - measured_mse) / CODING_GAIN
     rms = float(np.clip(math.sqrt(max(rms_squared, 0.0)), MIN_RMS[strength], 3.0 * model_rms))
+    # The floor is what the measurement leaves without the pattern; the expected PSNR is the
+    # model moved along its slope from the measured point to the chosen RMS.
+    floor_mse = max(measured_mse - CODING_GAIN * model_rms**2, 0.0)
+    expected_psnr_db = _psnr_db(measured_mse + CODING_GAIN * (rms**2 - model_rms**2))
+    reachable = abs(expected_psnr_db - STRENGTH_PSNR_DB[strength]) <= PSNR_TOLERANCE_DB
+    if not reachable:
+        log.warning("strength %s (%.0f dB) is out of reach at CRF %d on this title: its re-encoding floor "
+                    "alone measures %.1f dB, the variants will measure about %.1f dB; a lower CRF lowers the "
+                    "floor (at a bitrate cost)", strength, STRENGTH_PSNR_DB[strength], crf, _psnr_db(floor_mse),
+                    expected_psnr_db)
     return rms, {
         "windows": len(windows),
         "frames": len(errors),
         "model_rms": model_rms,
-        "measured_psnr_db_at_model_rms": 10.0 * math.log10(255.0**2 / max(measured_mse, 1e-9)),
+        "measured_psnr_db_at_model_rms": _psnr_db(measured_mse),
         "rms": rms,
+        "floor_psnr_db": _psnr_db(floor_mse),
+        "expected_psnr_db": expected_psnr_db,
+        "target_reachable": reachable,
     }
+
+
+def _psnr_db(mse: float) -> float:
+    """8-bit PSNR of a mean squared error, capped at 99 dB for (near) zero errors (JSON has no inf)."""
+    return min(99.0, 10.0 * math.log10(255.0**2 / max(mse, 1e-12)))
 
 
 def prepare(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str], *, strength: str = "medium",
             position_seconds: float = 2.0, height: int | None = None, crf: int = 20, preset: str = "veryfast",
             progress: Progress | None = None, duration: float | None = None, force: bool = False,
-            calibrate: bool = True, key: bytes | None = None) -> dict[str, Any]:
+            calibrate: bool = True, key: bytes | None = None) -> package.Manifest:
     """Prepare a title: write A/B variants as fragments, the index, key, manifest and reference; return the manifest.
 
     `duration` limits the title to the first seconds of the input (tests, excerpts). `calibrate`
@@ -464,6 +494,16 @@ def prepare(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str], 
         stream = container.streams.video[0]
         fps = _source_fps(stream)
         rendition = _rendition(stream, fps, position_seconds, height)
+        # read everything needed from the stream now: PyAV objects must not be used after close()
+        source = {
+            "file": input_path.name,
+            "format": container.format.name,
+            "video_codec": stream.codec_context.name,
+            "width": stream.codec_context.width,
+            "height": stream.codec_context.height,
+            "pix_fmt": stream.codec_context.pix_fmt,
+            "fps": [fps.numerator, fps.denominator],
+        }
         n_frames = _count_video_packets(input_path)
         if duration is not None:
             n_frames = min(n_frames, max(1, int(round(duration * fps))))
@@ -472,17 +512,22 @@ def prepare(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str], 
         positions = plan_positions(n_frames, rendition.frames_per_position, fps)
         audio = _audio_plan(container)
         _prepare_outdir(outdir, force)
+        tmp_paths = {name: outdir / f".{name}.tmp.mp4" for name in _VARIANTS}
         rms, calibration = target_rms(strength), None
         if calibrate:
             windows = _calibration_windows(input_path, rendition, n_frames)
             rms, calibration = calibrate_rms(windows, rendition, key=key, strength=strength, crf=crf, preset=preset)
         stats = _encode_title(container, outdir, rendition, positions, audio, key=key, rms=rms, strength=strength,
-                              crf=crf, preset=preset, progress=progress,
-                              out_paths={name: outdir / f".{name}.tmp.mp4" for name in _VARIANTS})
+                              crf=crf, preset=preset, progress=progress, out_paths=tmp_paths)
+    except BaseException as exc:
+        for path in outdir.glob(".?.tmp.mp4"):
+            path.unlink(missing_ok=True)
+        if isinstance(exc, av.FFmpegError):
+            raise PrepareError(f"decoding or encoding failed: {exc}") from exc
+        raise
     finally:
         container.close()
 
-    tmp_paths = {name: outdir / f".{name}.tmp.mp4" for name in _VARIANTS}
     try:
         package.split_variants(tmp_paths["A"], tmp_paths["B"], outdir, n_positions=len(positions))
     except package.PackageError as exc:
@@ -494,17 +539,7 @@ def prepare(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str], 
 
     manifest = {
         "format_version": package.FORMAT_VERSION,
-        "source": {
-            "file": input_path.name,
-            "format": container.format.name,
-            "video_codec": stream.codec_context.name,
-            "width": stream.codec_context.width,
-            "height": stream.codec_context.height,
-            "pix_fmt": stream.codec_context.pix_fmt,
-            "fps": [fps.numerator, fps.denominator],
-            "video_packets": stats["planned_frames"] if duration is None else None,
-            "decoded_frames": stats["decoded_frames"],
-        },
+        "source": {**source, "decoded_frames": stats["decoded_frames"]},
         "rendition": {
             "width": rendition.width,
             "height": rendition.height,
@@ -516,7 +551,6 @@ def prepare(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str], 
         },
         "n_frames": n_frames,
         "padded_frames": stats["padded_frames"],
-        "dropped_frames": stats["dropped_frames"],
         "position_seconds": position_seconds,
         "frames_per_position": rendition.frames_per_position,
         "position_duration_s": float(rendition.frames_per_position / fps),
@@ -587,7 +621,10 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
         if progress is not None:
             progress(frame_index, n_frames)
 
+    last_yuv: list[np.ndarray] = []  # the latest source frame, repeated if the decoder falls short
+
     def add_frame(yuv: np.ndarray) -> None:
+        last_yuv[:] = [yuv]
         if reference is not None:
             reference.add_frame(len(pending) + frame_index, yuv[:height])
         pending.append(yuv)
@@ -608,14 +645,17 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
                     if frame_index + len(pending) < n_frames:
                         add_frame(convert(frame))
             else:
+                video_done = frame_index + len(pending) >= n_frames
+                if video_done and packet.pts is not None and packet.time_base is not None \
+                        and float(packet.pts * packet.time_base) - video_start > end_time + 1.0:
+                    break
                 for frame in _decode(packet):
                     _feed_audio(outputs, frame, video_start, end_time, audio_delay)
         padded = n_frames - (frame_index + len(pending))
-        if padded and not pending and frame_index == 0:
+        if padded == n_frames:
             raise PrepareError("the decoder returned no video frames")
-        last = pending[-1] if pending else None
         for _ in range(padded):
-            add_frame(last.copy() if last is not None else _last_encoded_placeholder())
+            add_frame(last_yuv[0].copy())
         if pending:
             flush_position(pending)
             pending.clear()
@@ -628,13 +668,12 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
         "planned_frames": n_frames,
         "decoded_frames": decoded,
         "padded_frames": max(0, padded),
-        "dropped_frames": max(0, decoded - n_frames),
         "reference": reference is not None,
     }
 
 
 def encode_unmarked(input_path: str | os.PathLike[str], out_path: str | os.PathLike[str],
-                    manifest: dict[str, Any], *, progress: Progress | None = None) -> Path:
+                    manifest: package.Manifest, *, progress: Progress | None = None) -> Path:
     """Encode the title of `manifest` without any mark, with the very same settings (quality baseline)."""
     input_path, out_path = Path(input_path), Path(out_path)
     fps = Fraction(*manifest["rendition"]["fps"])
@@ -649,10 +688,6 @@ def encode_unmarked(input_path: str | os.PathLike[str], out_path: str | os.PathL
     finally:
         container.close()
     return out_path
-
-
-def _last_encoded_placeholder() -> np.ndarray:
-    raise PrepareError("cannot pad: the decoder returned fewer frames than planned and none is left to repeat")
 
 
 def _decode(packet: av.Packet) -> list[Any]:

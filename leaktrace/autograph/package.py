@@ -26,6 +26,10 @@ INDEX_FILE = "index.json"
 VARIANT_FILES = {"A": "A.m4s", "B": "B.m4s"}
 
 
+Manifest = dict[str, Any]
+"""The JSON object of manifest.json (fields listed in docs/autograph-format.md and `embed.prepare`)."""
+
+
 class PackageError(Exception):
     """A variant file does not have the fragment structure the copy step relies on."""
 
@@ -171,7 +175,7 @@ class PreparedTitle:
     """A prepared-title folder loaded for the copy and trace steps."""
 
     outdir: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     key: bytes
     init_size: int
     fragments: list[dict[str, Any]]

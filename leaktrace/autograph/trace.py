@@ -1,10 +1,10 @@
 """`trace()`: a leaked video + a prepared title + candidate tags -> who leaked it, with proof.
 
-    leak ──decode once (PyAV, small gray frames)──► working frames
-        ├─ black bars, fingerprints ──► time line t_master = rate·t_leak + offset (RANSAC)
-        ├─ matched frame pairs ──► geometry (scale search + ECC) on the master detection grid
-        ├─ every frame warped ──► best master frame (±1 of the line) or erasure
-        └─ per frame tone curve, residual, summed per position ──► (zA, zB), symbols
+    leak ──decode once (PyAV, reference frames only, small gray frames)──► working frames
+        ├─ black bars, fingerprints (a few crop guesses) ──► coarse time line (RANSAC)
+        ├─ a few matched frame pairs ──► geometry (scale search + ECC) onto the master detection grid
+        ├─ every frame warped small ──► fine time line, then the best master frame (±1) or erasure
+        └─ per position, interior frames: warp, tone curve, residual ──► (zA, zB), symbols
     symbols ──code.accuse()──► accused tags with scores and bounds
 
 The master is never decoded: everything on its side comes from the detection reference written by
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,15 +30,21 @@ from leaktrace.autograph.reference import Reference, fingerprint, load_reference
 # progress(stage, done, total); stages: "decode", "align", "detect", "score"
 TraceProgress = Callable[[str, int, int], None]
 
-MIN_INLIER_FRACTION = 0.35   # of sampled leak frames agreeing with the time line
-MIN_GEOMETRY_NCC = 0.6       # leak vs warped master on the matched pairs
-MATCH_SIZE = (80, 45)        # grid for choosing the master frame of each leak frame (w, h), aspect follows the master
-FRAME_NCC_DROP = 0.15        # a frame correlating this much below the clip median is an erasure
-MIN_FRAME_NCC = 0.5
-GEOMETRY_PAIRS = 6
+# "does this leak show this title at all": below either gate, nothing is detected or scored
+MIN_INLIER_FRACTION = 0.35   # of sampled leak frames agreeing with the time line (other titles: < 0.1)
+MIN_GEOMETRY_NCC = 0.6       # leak vs warped master on the matched pairs (this title: > 0.95)
+# coarse time line: the fingerprints are compared as if this much of each side had been cropped;
+# the first guess that at least CLEAR_INLIER_FRACTION of the samples agree with ends the search
 CROP_HYPOTHESES = (0.0, 0.03, 0.06, 0.09, 0.12)
-TIME_MARGIN_SECONDS = 2.0
+CLEAR_INLIER_FRACTION = 0.9
+TIME_MARGIN_SECONDS = 2.0    # master decoded around the coarse line: 2 s plus 15 % of the leak's length
 TIME_MARGIN_FRACTION = 0.15
+GEOMETRY_PAIRS = 6           # leak/master frame pairs for the geometry
+MATCH_SIZE = (80, 45)        # grid for choosing the master frame of each leak frame (w, h); h follows the master
+FRAME_NCC_DROP = 0.15        # a frame correlating this much below the clip median is an erasure...
+MIN_FRAME_NCC = 0.5          # ...and so is any frame below this
+SKIP_NONREF = True           # decode reference frames only: faster, and on real leaks z came out higher
+DETECT_THREADS = 2
 
 
 @dataclass
@@ -159,14 +166,21 @@ def working_factor(leak_size: tuple[int, int], ref: Reference) -> int:
     return max(1, min(lh // ref.det_height, lw // ref.det_width))
 
 
-def decode_leak(path: str | Path, ref: Reference, *, progress: TraceProgress | None = None) -> LeakClip:
-    """Decode every video frame of the leak once, straight to small gray frames."""
+def decode_leak(path: str | Path, ref: Reference, *, skip_nonref: bool = SKIP_NONREF,
+                progress: TraceProgress | None = None) -> LeakClip:
+    """Decode the leak once, straight to small gray frames.
+
+    With skip_nonref the decoder skips frames no other frame refers to (most B-frames): they cost
+    decode time, carry the mark no better than their references, and timestamps place the rest.
+    """
     start = time.perf_counter()
     frames: list[np.ndarray] = []
     times: list[float] = []
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
+        if skip_nonref:
+            stream.codec_context.skip_frame = "NONREF"
         leak_size = (stream.codec_context.width, stream.codec_context.height)
         factor = working_factor(leak_size, ref)
         size = (leak_size[0] // factor, leak_size[1] // factor)
@@ -210,8 +224,13 @@ def align_leak(clip: LeakClip, ref: Reference, *, progress: TraceProgress | None
     fps = float(ref.fps)
     leak_fp = align.box_fingerprints(clip.frames, box)
     # the crop is unknown until the geometry is: try a few, keep the time line the most frames agree with
-    time_map = max((align.fit_time_map(leak_fp, clip.times, align.cropped_fingerprints(ref.fingerprints, crop), fps)
-                    for crop in CROP_HYPOTHESES), key=lambda tm: (tm.inlier_fraction, tm.similarity))
+    time_map = None
+    for crop in CROP_HYPOTHESES:
+        candidate = align.fit_time_map(leak_fp, clip.times, align.cropped_fingerprints(ref.fingerprints, crop), fps)
+        if time_map is None or (candidate.inlier_fraction, candidate.similarity) > (time_map.inlier_fraction, time_map.similarity):
+            time_map = candidate
+        if time_map.inlier_fraction >= CLEAR_INLIER_FRACTION:
+            break   # clear enough: the fine pass after the geometry settles the rest
     result = Alignment(False, "", time_map=time_map, box=box, working_size=(clip.frames.shape[2], clip.frames.shape[1]))
     if time_map.inlier_fraction < MIN_INLIER_FRACTION:
         result.reason = (f"the leak does not match this title: only {time_map.inlier_fraction:.0%} of sampled "
@@ -261,7 +280,8 @@ def align_leak(clip: LeakClip, ref: Reference, *, progress: TraceProgress | None
         time_map = align.TimeMap(fine.rate, fine.offset + first / fps, fine.inlier_fraction, fine.similarity)
         predicted = time_map.master_time(clip.times) * fps
     index, ncc = align.match_frames(leak_small, master_small, predicted - first, reach=2)
-    result.time_map = time_map = align.refine_time_map(time_map, clip.times, index + first, ncc, fps)
+    result.time_map = time_map = align.refine_time_map(time_map, clip.times, np.where(index >= 0, index + first, -1),
+                                                       ncc, fps)
     predicted = time_map.master_time(clip.times) * fps
     inside = (predicted > -0.5) & (predicted < ref.n_frames - 0.5)
     index, ncc = align.match_frames(leak_small, master_small, predicted - first, reach=1)
@@ -294,39 +314,29 @@ def detect_positions(clip: LeakClip, ref: Reference, alignment: Alignment, maste
     # frames at position boundaries are smeared by re-encoders: use interior frames only
     interior = (pos >= 0) & (k != starts[pos]) & (k != starts[pos] + counts[pos] - 1)
     leak_index = np.flatnonzero(interior)
-    groups = np.split(leak_index, np.flatnonzero(np.diff(pos[leak_index])) + 1) if len(leak_index) else []
-    done = 0
-    for group in groups:
+    order = leak_index[np.argsort(pos[leak_index], kind="stable")]
+    groups = np.split(order, np.flatnonzero(np.diff(pos[order])) + 1) if len(order) else []
+
+    def score(group: np.ndarray) -> tuple[int, np.ndarray, int]:
         position = int(pos[group[0]])
         leak = np.stack([align.warp_to_master(clip.frames[j], alignment.geometry, det_size) for j in group])
-        master_frames = master[k[group] - first]
-        residual, weight = residual_sum(leak, master_frames, mask)
-        frames_used[position] += len(group)
+        residual, weight = detect.residual_sum(leak, master[k[group] - first], mask)
         peak = float(weight.max())
-        if peak > 0:
-            # pixels seen in fewer than half the frames are dropped: their mean is noisier
-            norm = np.where(weight >= 0.5 * peak, weight / peak, 0).astype(np.float32)
-            z[position] = detect.position_z(residual / np.maximum(weight, 1), norm, ref.templates(position))
-        done += len(group)
-        if progress is not None:
-            progress("detect", done, len(leak_index))
+        if peak == 0:
+            return position, np.full(2, np.nan, np.float32), len(group)
+        # pixels seen in fewer than half the frames are dropped: their mean is noisier
+        norm = np.where(weight >= 0.5 * peak, weight / peak, 0).astype(np.float32)
+        return position, detect.position_z(residual / np.maximum(weight, 1), norm, ref.templates(position)), len(group)
+
+    done = 0
+    # OpenCV and numpy release the GIL in the heavy calls, so two threads use both cores
+    with ThreadPoolExecutor(max_workers=DETECT_THREADS) as pool:
+        for position, z_position, used in pool.map(score, groups):
+            z[position], frames_used[position] = z_position, used
+            done += used
+            if progress is not None:
+                progress("detect", done, len(leak_index))
     return Detection(z, detect.decide(z), frames_used)
-
-
-def residual_sum(leak: np.ndarray, master: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sum over frames of leak - tone(master) where usable, and the per-pixel count of usable frames.
-
-    leak float32 (n, h, w) on the master grid, master uint8 (n, h, w), mask bool (h, w). Clipped leak
-    pixels are not usable: the mark cannot show there.
-    """
-    total = np.zeros(leak.shape[1:], np.float32)
-    count = np.zeros(leak.shape[1:], np.float32)
-    for lf, mf in zip(leak, master):
-        usable = mask & (lf > 3) & (lf < 252)
-        table = align.fit_tone(lf, mf, mask)
-        total += np.where(usable, lf - table[mf], 0)
-        count += usable
-    return total, count
 
 
 # ----------------------------------------------------------------------------- trace

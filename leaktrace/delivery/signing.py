@@ -157,6 +157,13 @@ def verify(
 
 
 def raw_target(raw_path: bytes, query_string: bytes) -> str:
-    """The request target as received, from an ASGI scope's `raw_path` and `query_string`."""
-    path = raw_path.decode("latin-1")
-    return path + ("?" + query_string.decode("latin-1") if query_string else "")
+    """The request target as received, from an ASGI scope's `raw_path` and `query_string`.
+
+    Decoded as UTF-8, which `sign` encodes back to the very same bytes; anything else cannot have
+    been signed by a client and is refused.
+    """
+    raw = raw_path + (b"?" + query_string if query_string else b"")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SignatureError("the request target is not UTF-8") from None

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.fernet import Fernet
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from leaktrace.ids import new_id, now_ms
 from leaktrace.store.db import Database
@@ -191,10 +191,14 @@ def _token_hash(token: str) -> str:
 
 
 def issue_token(db: Database, *, app: Application, scopes: list[str], lifetime_s: int) -> str:
-    """Store a new bearer token for `app`; returns it in clear text (64 base64url characters)."""
+    """Store a new bearer token for `app`; returns it in clear text (64 base64url characters).
+
+    The application's expired tokens are deleted on the way, so the table does not grow forever.
+    """
     token = secrets.token_urlsafe(48)
     now = now_ms()
     with db.write() as session:
+        session.execute(delete(AccessToken).where(AccessToken.application_id == app.id, AccessToken.expires_at <= now))
         session.add(
             AccessToken(
                 token_hash=_token_hash(token),

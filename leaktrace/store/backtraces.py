@@ -20,6 +20,7 @@ from leaktrace.store.errors import InvalidInput, NotFound
 from leaktrace.store.jobs import input_file_name
 from leaktrace.store.listing import Page, Sort, fetch_page
 from leaktrace.store.models import AccessRecord, Backtrace, BacktraceTag, File, Job, Pipeline
+from leaktrace.store.pipelines import resolve_input
 
 log = logging.getLogger(__name__)
 
@@ -74,13 +75,13 @@ def create(
         if pipeline is None or pipeline.user_id != user_id:
             raise InvalidInput(f"pipeline {pipeline_id} does not exist")
         now = now_ms()
-        remote = "://" in input_name
+        location = resolve_input(pipeline, input_name)  # refuses names leaving the pipeline's folder
         leak = File(
             user_id=user_id,
             application_id=application_id,
             pipeline_id=pipeline.id,
-            storage="extern" if remote else "intern",
-            storage_key=None if remote else input_name,
+            storage=location.storage,
+            storage_key=location.key,
             name=input_file_name(input_name),
             type="file",
             created_at=now,
@@ -114,7 +115,7 @@ def get(db: Database, *, user_id: str, backtrace_id: str) -> Backtrace:
 
 
 def _filtered(user_id: str, filters: BacktraceFilters) -> Select[Any]:
-    stmt = select(Backtrace).where(Backtrace.user_id == user_id)
+    stmt = select(Backtrace.__table__).where(Backtrace.user_id == user_id)
     if filters.status is not None:
         stmt = stmt.where(Backtrace.status == filters.status)
     if filters.autograph_tag is not None:
@@ -151,8 +152,8 @@ def extracted_data(db: Database, backtraces: list[Backtrace]) -> dict[str, list[
         return {}
     with db.read() as session:
         tags = list(
-            session.scalars(
-                select(BacktraceTag)
+            session.execute(
+                select(BacktraceTag.__table__)
                 .where(BacktraceTag.backtrace_id.in_(ids))
                 .order_by(BacktraceTag.backtrace_id, BacktraceTag.position)
             )
@@ -161,8 +162,8 @@ def extracted_data(db: Database, backtraces: list[Backtrace]) -> dict[str, list[
         tag_names = {t.autograph_tag for t in tags}
         records: dict[tuple[str | None, str], list[AccessRecord]] = defaultdict(list)
         if tags and job_ids:
-            rows = session.scalars(
-                select(AccessRecord)
+            rows = session.execute(
+                select(AccessRecord.__table__)
                 .where(AccessRecord.job_id.in_(job_ids), AccessRecord.tag.in_(tag_names))
                 .order_by(AccessRecord.first_accessed_at, AccessRecord.id)
             )

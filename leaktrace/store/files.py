@@ -126,6 +126,6 @@ def delete_file(db: Database, *, user_id: str, file_id: str, blob_root: Path | N
         if file.storage == "intern" and file.storage_key and blob_root is not None:
             path = blob_path(blob_root, file.storage_key)
         session.delete(file)
-        # Bytes go inside the transaction: if removing them fails, the record stays and says so.
+        # Bytes go inside the transaction: if removing them fails, the record is kept.
         if path is not None and path.is_file():
             path.unlink()

@@ -20,6 +20,7 @@ from leaktrace.store.db import Database
 from leaktrace.store.errors import InvalidInput, NotFound
 from leaktrace.store.listing import Page, Sort, fetch_page
 from leaktrace.store.models import File, Job, Pipeline, Preset
+from leaktrace.store.pipelines import resolve_input
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +149,7 @@ def create(
         )
         session.add(job)
         session.flush()
-        remote = "://" in input_name
+        location = resolve_input(pipeline, input_name)  # refuses names leaving the pipeline's folder
         session.add(
             File(
                 id=job.input_file_id,
@@ -156,8 +157,8 @@ def create(
                 application_id=application_id,
                 pipeline_id=pipeline.id,
                 job_id=job_id,
-                storage="extern" if remote else "intern",
-                storage_key=None if remote else input_name,
+                storage=location.storage,
+                storage_key=location.key,
                 name=file_name,
                 type="file",
                 created_at=now,
@@ -177,7 +178,7 @@ def get(db: Database, *, user_id: str, job_id: str) -> Job:
 
 
 def _filtered(user_id: str, filters: JobFilters, now: int) -> Select[Any]:
-    stmt = select(Job).where(Job.user_id == user_id)
+    stmt = select(Job.__table__).where(Job.user_id == user_id)
     if filters.user_data is not None:
         stmt = stmt.where(Job.user_data == filters.user_data)
     if filters.status is not None:

@@ -20,7 +20,7 @@ from leaktrace.ids import is_id, new_id, now_ms
 from leaktrace.store.db import Database
 from leaktrace.store.errors import InvalidInput, NotFound
 from leaktrace.store.listing import Page, Sort, fetch_page
-from leaktrace.store.models import File, Job, Pipeline
+from leaktrace.store.models import Backtrace, File, Job, Pipeline
 
 DEFAULT_NAME = "Default Pipeline"
 ONGOING = ("QUEUED", "PROCESSING")
@@ -152,8 +152,7 @@ def update(db: Database, *, user_id: str, pipeline_id: str, changes: dict[str, A
 
 
 def delete(db: Database, *, user_id: str, pipeline_id: str) -> None:
-    """Delete a pipeline and its root folder record; refused for the default pipeline and while
-    a queued or running job uses it."""
+    """Delete a pipeline and its root folder, unless it is the default one or pending work uses it."""
     with db.write() as session:
         pipeline = session.get(Pipeline, pipeline_id) if is_id(pipeline_id) else None
         if pipeline is None or pipeline.user_id != user_id:
@@ -165,6 +164,11 @@ def delete(db: Database, *, user_id: str, pipeline_id: str) -> None:
         )
         if busy is not None:
             raise InvalidInput(f"job {busy} still uses this pipeline")
+        tracing = session.scalar(
+            select(Backtrace.id).where(Backtrace.pipeline_id == pipeline.id, Backtrace.status.in_(ONGOING)).limit(1)
+        )
+        if tracing is not None:
+            raise InvalidInput(f"backtrace {tracing} still uses this pipeline")
         folder = session.get(File, pipeline.file_id) if pipeline.file_id else None
         if folder is not None and folder.user_id == user_id:
             session.delete(folder)

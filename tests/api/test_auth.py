@@ -90,6 +90,9 @@ def test_expired_token_is_403(client: TestClient, account: Account, db) -> None:
         session.execute(update(AccessToken).where(AccessToken.token_hash == token_hash).values(expires_at=1))
     response = client.get("/v1/jobs/", headers=account.headers)
     assert response.status_code == 403 and response.json() == INVALID_TOKEN
+    get_token(client, account.client_id, account.client_secret)  # issuing a token sweeps expired ones
+    with db.read() as session:
+        assert session.scalars(select(AccessToken).where(AccessToken.token_hash == token_hash)).first() is None
 
 
 def test_disabled_application_tokens_stop_working(client: TestClient, account: Account, db) -> None:  # type: ignore[no-untyped-def]

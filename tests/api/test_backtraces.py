@@ -95,3 +95,12 @@ def test_tag_and_status_filters(client: TestClient, account: Account, autograph_
     shown = client.get(f"/v1/backtraces/{first['id']}", headers=account.headers).json()["backtrace"]
     assert shown["extracted_data"] == [{"autograph_tag": "viewer-Alice_01", "access_stats": [{**STATS, "ip_address": "203.0.113.9"}]}]
     assert ids("sort=extracted_data&direction=-1")  # any key sorts, even one without a column
+
+
+def test_deleting_the_job_keeps_its_backtraces(client: TestClient, account: Account, autograph_job: dict[str, Any], db) -> None:  # type: ignore[no-untyped-def]
+    created = submit_backtrace(client, account, autograph_job["id"])
+    finish_backtrace(db, created["id"], [{"autograph_tag": "kept", "access_stats": [STATS]}])
+    assert client.delete(f"/v1/jobs/{autograph_job['id']}", headers=account.headers).status_code == 200
+    shown = client.get(f"/v1/backtraces/{created['id']}?show_null=true", headers=account.headers).json()["backtrace"]
+    assert shown["job"] is None and shown["status"] == "SUCCESS"
+    assert [entry["autograph_tag"] for entry in shown["extracted_data"]] == ["kept"]

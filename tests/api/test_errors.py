@@ -88,3 +88,17 @@ def test_openapi_and_docs(client: TestClient) -> None:
     assert stats["items"]["properties"]["percentage_obtained"] == {"type": "string"}
     assert "JobRequest" in spec["components"]["schemas"]
     assert "swagger" in client.get("/docs").text.lower()
+
+
+def test_internal_errors_are_enveloped(client: TestClient, account: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    from leaktrace.store import jobs
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    monkeypatch.setattr(jobs, "get", broken)
+    quiet = TestClient(client.app, raise_server_exceptions=False)
+    response = quiet.get(f"/v1/jobs/{'0' * 24}", headers=account.headers)
+    assert response.status_code == 500
+    assert response.json() == {"error": {"error_code": "0x0000001", "error_message": "Internal Error"}}
+    assert "disk on fire" not in response.text

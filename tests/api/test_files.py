@@ -87,7 +87,8 @@ def test_list_filters(client: TestClient, db: Database, settings: Settings, acco
 
 
 @pytest.mark.parametrize("query", ["type=video", "type=", "type=file,,zip", "limit=5001", "limit=0", "start=-1",
-                                   "direction=up", "bin_data=maybe", "format=yaml"])  # fmt: skip
+                                   "direction=up", "bin_data=maybe", "format=yaml", "user_data=a%00b",
+                                   "job.id=%00", "pipeline.id=x%00"])  # fmt: skip
 def test_bad_list_parameters_are_400(client: TestClient, account: Account, query: str) -> None:
     assert_error(client.get(f"/v1/files/?{query}", headers=account.headers), 400, INVALID)
 

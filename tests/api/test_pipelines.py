@@ -84,6 +84,18 @@ def test_nulls_are_dropped_without_show_null(client: TestClient, account: Accoun
     assert list(body) == ["name", "description", "file", "version", "user", "created_at", "updated_at", "id", "href"]
 
 
+def test_xml_carries_the_same_pipeline(client: TestClient, account: Account) -> None:
+    from tests.api.helpers import as_xml_scalars, xml_to_data
+
+    created = create(client, account, **FULL)
+    # show_null also in the expanded case: an empty object and an empty string look alike in XML.
+    for query in ("show_null=true", "human=true&show_null=true&expand_all=true"):
+        as_json = client.get(f"/v1/pipelines/{created['id']}?{query}", headers=account.headers).json()
+        as_xml = client.get(f"/v1/pipelines/{created['id']}?{query}&format=xml", headers=account.headers)
+        assert xml_to_data(as_xml.content) == as_xml_scalars(as_json)
+    assert as_json["pipeline"]["file"]["type"] == "folder"  # expand_all embedded the root folder
+
+
 def test_put_is_a_partial_update(client: TestClient, account: Account) -> None:
     created = create(client, account, **FULL)
     change = {"name": "Renamed", "description": None, "ping_urls": {"warning": "http://hooks.example.com/w"},
@@ -110,12 +122,17 @@ def test_delete(client: TestClient, account: Account) -> None:
     assert_error(folder, 404, "0x0230002")
 
 
-def test_default_pipeline_and_busy_pipelines_cannot_be_deleted(client: TestClient, account: Account) -> None:
+def test_default_and_busy_pipelines_cannot_be_deleted(client: TestClient, account: Account) -> None:
     assert_error(client.delete(f"/v1/pipelines/{account.pipeline_id}", headers=account.headers), 400, INVALID)
     busy = create(client, account)
     submit_job(client, account, pipeline={"id": busy["id"]})
     assert_error(client.delete(f"/v1/pipelines/{busy['id']}", headers=account.headers), 400, INVALID)
     assert client.get(f"/v1/pipelines/{busy['id']}", headers=account.headers).status_code == 200
+    tracing = create(client, account)
+    job = submit_job(client, account, autograph={"watermark_strength": "light"})
+    leak = {"backtrace": {"pipeline": {"id": tracing["id"]}, "input": {"input_name": "leaks/copy.mp4"}}}
+    assert client.post(f"/v1/backtraces/?job_id={job['id']}", json=leak, headers=account.headers).status_code == 201
+    assert_error(client.delete(f"/v1/pipelines/{tracing['id']}", headers=account.headers), 400, INVALID)
 
 
 def test_list_sorts_and_pages(client: TestClient, account: Account) -> None:
@@ -168,6 +185,8 @@ BAD_BODIES = [
     pytest.param({"name": "x", "description": "d", "ping_urls": {"done": "https://x.example"}}, id="ping-event"),
     pytest.param({"name": "x", "description": "d", "ping_urls": ["https://x.example"]}, id="ping-list"),
     pytest.param({"name": "x", "description": "d", "colour": "blue"}, id="unknown-field"),
+    pytest.param({"name": "a\u0000b", "description": "d"}, id="name-nul"),
+    pytest.param({"name": "x", "description": "d", "input_download_dir": "https://h.example/\u0000"}, id="dir-nul"),
 ]
 
 
@@ -196,8 +215,10 @@ def test_bad_update_bodies_are_400(client: TestClient, account: Account, fields:
 
 @pytest.mark.parametrize(
     "raw",
-    [b"{", b"[]", b'"pipeline"', b"null", b'{"pipeline": []}', b'{"pipeline": "x"}', b'{"pipelines": {}}', b"\xff\xfe"],
-    ids=["truncated", "array", "string", "null", "list-body", "string-body", "wrong-key", "not-utf8"],
+    [b"{", b"[]", b'"pipeline"', b"null", b'{"pipeline": []}', b'{"pipeline": "x"}', b'{"pipelines": {}}', b"\xff\xfe",
+     b'{"pipeline": ' + b"[" * 5000 + b"]" * 5000 + b"}", b'{"pipeline": {"name": "x", "description": "d"}} trailing'],
+    ids=["truncated", "array", "string", "null", "list-body", "string-body", "wrong-key", "not-utf8", "deeply-nested",
+         "trailing-garbage"],
 )
 def test_malformed_json_is_400(client: TestClient, account: Account, raw: bytes) -> None:
     headers = {**account.headers, "Content-Type": "application/json"}
@@ -281,3 +302,35 @@ def test_input_names_resolve_inside_the_folder() -> None:
     assert (remote.storage, remote.uri) == ("extern", "https://cdn.example.com/in/uploads/movie.mp4")
     absolute = resolve_input(INTERNAL, "https://media.example.com/ED_HD.avi")
     assert (absolute.storage, absolute.uri) == ("extern", "https://media.example.com/ED_HD.avi")
+
+
+@pytest.mark.parametrize("input_name", ["../other/movie.mp4", "/etc/passwd", "uploads/%2e%2e/%2e%2e/x.mp4", "file:///etc/passwd"])
+def test_jobs_and_backtraces_refuse_inputs_outside_the_folder(client: TestClient, account: Account, input_name: str) -> None:
+    body = {"job": {"pipeline": {"id": account.pipeline_id}, "input": {"input_name": input_name},
+                    "outputs": [{"preset": {"id": "525ce63284aed52635e85e02"}}]}}  # fmt: skip
+    assert_error(client.post("/v1/jobs/", json=body, headers=account.headers), 400, "0x0050001")
+    job = submit_job(client, account, autograph={"watermark_strength": "light"})
+    leak = {"backtrace": {"pipeline": {"id": account.pipeline_id}, "input": {"input_name": input_name}}}
+    response = client.post(f"/v1/backtraces/?job_id={job['id']}", json=leak, headers=account.headers)
+    assert_error(response, 400, "0x0300001")
+    assert client.get("/v1/jobs/", headers=account.headers).json()["total"] == 1
+
+
+def test_job_inputs_are_stored_inside_the_pipeline_folder(client: TestClient, account: Account, db: Any) -> None:
+    from leaktrace.store.models import File
+
+    job = submit_job(client, account, input={"input_name": "uploads/abc/movie.mp4"})
+    with db.read() as session:
+        stored = session.get(File, job["input"]["file"]["id"])
+    assert (stored.storage, stored.storage_key) == ("intern", f"pipelines/{account.pipeline_id}/uploads/abc/movie.mp4")
+
+
+def test_values_the_database_refuses_are_400_not_500(client: TestClient, account: Account) -> None:
+    # PostgreSQL cannot store NUL characters; wherever a route does not refuse them itself, the
+    # database's refusal is reported as invalid input (SQLite stores them).
+    body = {"job": {"pipeline": {"id": account.pipeline_id}, "input": {"input_name": "a.mp4"}, "user_data": "x\u0000y",
+                    "outputs": [{"preset": {"id": "525ce63284aed52635e85e02"}}]}}  # fmt: skip
+    response = client.post("/v1/jobs/", json=body, headers=account.headers)
+    assert response.status_code in (201, 400), response.text
+    if response.status_code == 400:
+        assert response.json()["error"]["error_code"] == "0x0050001"

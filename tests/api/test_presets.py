@@ -60,6 +60,13 @@ def test_system_presets_are_public(client: TestClient) -> None:
     assert preset["target_format"]["container"] == "mp4"
 
 
+def test_sort_on_nested_keys(client: TestClient) -> None:
+    body = client.get("/v1/presets/?sort=target_format.vcodec.caps.max_width&direction=-1&limit=3").json()
+    assert [p["target_format"]["vcodec"]["caps"]["max_width"] for p in body["presets"]] == [1920, 1280, 854]
+    assert body["total"] == 4
+    assert body["next"]["href"].startswith("https://api.xvid.com/v1/presets/?start=3&limit=3&sort=")
+
+
 def test_create_normalises_caps(client: TestClient, account: Account) -> None:
     preset = create(client, account)
     assert preset["type"] == "custom"
@@ -83,6 +90,16 @@ def test_create_normalises_caps(client: TestClient, account: Account) -> None:
     assert preset["settings"] == {"subtitle_policy": "ignore"}
     assert preset["version"] == 1
     assert client.get(f"/v1/presets/{preset['id']}?show_null=true", headers=account.headers).json()["preset"] == preset
+
+
+def test_xml_carries_the_same_preset(client: TestClient, account: Account) -> None:
+    from tests.api.helpers import as_xml_scalars, xml_to_data
+
+    preset = create(client, account)
+    as_json = client.get(f"/v1/presets/{preset['id']}?expand=codec", headers=account.headers).json()
+    as_xml = client.get(f"/v1/presets/{preset['id']}?expand=codec&format=xml", headers=account.headers)
+    assert as_xml.headers["content-type"].startswith("application/xml")
+    assert xml_to_data(as_xml.content) == as_xml_scalars(as_json)
 
 
 def test_audio_only_preset(client: TestClient, account: Account) -> None:
@@ -173,7 +190,9 @@ BAD = [
     ("target_format.acodec.caps.max_width", 640), ("target_format.acodec.caps.max_bitdepth", 24),
     ("target_format.acodec.caps.max_samplingrate", 192000), ("target_format.vcodec.caps.max_bitrate", "NaN"),
 ("target_format.vcodec.speed", "fast"),
-    ("settings", "ignore"), ("settings", {"subtitle_policy": {"nested": 1}}), ("colour", "blue"),
+    ("settings", "ignore"), ("settings", {"subtitle_policy": {"nested": 1}}), ("settings", {"1080p": True}),
+    ("settings", {"a b": 1}), ("settings", {"<x>": 1}), ("settings", {"x": "a\u0000"}), ("name", "a\u0000"),
+    ("colour", "blue"),
 ]  # fmt: skip
 
 
@@ -198,7 +217,11 @@ def test_no_codec_at_all_is_400(client: TestClient, account: Account) -> None:
     assert_error(client.post("/v1/presets/", json=body, headers=account.headers), 400, INVALID)
 
 
-@pytest.mark.parametrize("raw", [b"{", b"[]", b"null", b'{"preset": 1}', b"\xff"], ids=["truncated", "array", "null", "number", "binary"])
+@pytest.mark.parametrize(
+    "raw",
+    [b"{", b"[]", b"null", b'{"preset": 1}', b"\xff", b'{"preset": ' + b"[" * 5000 + b"]" * 5000 + b"}"],
+    ids=["truncated", "array", "null", "number", "binary", "deeply-nested"],
+)
 def test_malformed_json_is_400(client: TestClient, account: Account, raw: bytes) -> None:
     headers = {**account.headers, "Content-Type": "application/json"}
     assert_error(client.post("/v1/presets/", content=raw, headers=headers), 400, INVALID)
@@ -211,3 +234,16 @@ def test_huge_body_is_413(client: TestClient, account: Account) -> None:
 
 def test_writing_needs_a_token(client: TestClient) -> None:
     assert_error(client.post("/v1/presets/", json={"preset": CUSTOM}), 401, "0x0000002")
+
+
+def test_scopes(client: TestClient, account: Account) -> None:
+    from tests.api.helpers import get_token
+
+    def headers(scope: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {get_token(client, account.client_id, account.client_secret, scope=scope)}"}
+
+    me_only, read_only = headers("me"), headers("mediahub_read")
+    assert_error(client.get("/v1/presets/", headers=me_only), 403, "0x0000004")
+    assert client.get("/v1/presets/", headers=read_only).status_code == 200
+    assert_error(client.post("/v1/presets/", json={"preset": CUSTOM}, headers=read_only), 403, "0x0000004")
+    assert_error(client.get("/v1/presets/", headers={"Authorization": "Bearer nope"}), 403, "0x0000003")

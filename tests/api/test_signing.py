@@ -135,6 +135,15 @@ def test_a_secret_that_is_not_base64_cannot_verify() -> None:
         verify(TARGET, secret_for=lambda _: "not base64!", now=BEFORE_EXPIRY)
 
 
+def test_raw_targets_are_verified_byte_for_byte() -> None:
+    # A client that signs and sends an unencoded UTF-8 tag: the server sees exactly those bytes.
+    message = MESSAGE.replace("viewer-42", "日本")
+    target = signing.raw_target(*(message + "&signature=" + signing.sign(message, SECRET)).encode().split(b"?", 1))
+    assert verify(target, secret_for=secrets, now=BEFORE_EXPIRY).params["autograph_tag"] == "日本"
+    with pytest.raises(SignatureError, match="UTF-8"):
+        signing.raw_target(b"/v1/files/downloads/", b"autograph_tag=\xff&signature=00")
+
+
 def _echo_app() -> Starlette:
     # What a delivery route does: verify the raw target, then use the decoded parameters.
     async def endpoint(request: Request) -> JSONResponse:

@@ -52,7 +52,7 @@ def test_reference_round_trip(master: tuple[Path, Path, np.ndarray]) -> None:
     luma = ref.luma()
     expected = np.stack([np.asarray(align.cv2.resize(f, (320, 180), interpolation=align.cv2.INTER_AREA)) for f in frames])
     rms = float(np.sqrt(np.mean((luma.astype(np.float64) - expected) ** 2)))
-    assert rms < 1.5
+    assert rms < 2.5   # the luma video is lossy (constant QP), far below the leak's own coding noise
     # decoding from the middle (a seek) yields exactly the same frames
     assert [i for i, _ in ref.iter_luma(50, 53)] == [50, 51, 52]
     assert np.array_equal(ref.luma(50, 53), luma[50:53])
@@ -83,7 +83,7 @@ def test_trim_crop_scale_light_and_dropped_frames(master: tuple[Path, Path, np.n
             "-vf", "select='not(eq(mod(n\\,7)\\,3))',crop=512:288:64:36,scale=480:270,eq=brightness=0.08:contrast=1.3",
             "-fps_mode", "passthrough", "-c:v", "libx264", "-crf", "20", "-an", str(leak))
     ref = load_reference(outdir)
-    decoded = decode_leak(leak, ref)
+    decoded = decode_leak(leak, ref, skip_nonref=False)   # every frame, to check each one's match
     alignment, _, _ = align_leak(decoded, ref)
     assert alignment.matched, alignment.reason
     assert abs(alignment.time_map.offset - 1.5) < 0.5 / 24

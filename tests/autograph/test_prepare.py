@@ -29,10 +29,10 @@ def _video_packets(source) -> list[tuple[int, bool]]:
     """
     with av.open(source) as container:
         stream = container.streams.video[0]
-        fps = stream.guessed_rate
+        fps, time_base = stream.guessed_rate, stream.time_base
         packets = [(packet.pts, packet.is_keyframe) for packet in container.demux(stream) if packet.size > 0]
     first = min(pts for pts, _ in packets)
-    packets = [((pts - first) * stream.time_base * fps, key) for pts, key in packets]
+    packets = [((pts - first) * time_base * fps, key) for pts, key in packets]
     assert all(index.denominator == 1 for index, _ in packets), "frames are off the constant-rate grid"
     return sorted((int(index), key) for index, key in packets)
 
@@ -113,7 +113,7 @@ FORMAT_CASES = {
 @pytest.mark.parametrize("case", list(FORMAT_CASES))
 def test_prepare_handles_input_formats(clip_path, case, tmp_path):
     name, options, fps, size, audio = FORMAT_CASES[case]
-    manifest = prepare(clip_path(name), tmp_path / "title", position_seconds=1.0, **options)
+    manifest = prepare(clip_path(name), tmp_path / "title", position_seconds=1.0, calibrate=False, **options)
     n_frames = int(round(options["duration"] * fps))
     assert Fraction(*manifest["rendition"]["fps"]) == fps
     assert (manifest["rendition"]["width"], manifest["rendition"]["height"]) == size
@@ -132,7 +132,7 @@ def test_prepare_handles_input_formats(clip_path, case, tmp_path):
 
 def test_full_range_hevc_is_converted_to_limited_range(clip_path, tmp_path):
     source = clip_path("overcast_sky_1080p30_2s_hevc.mp4")
-    prepare(source, tmp_path / "title", height=180, duration=1.0, position_seconds=1.0, strength="light")
+    prepare(source, tmp_path / "title", height=180, duration=1.0, position_seconds=1.0, calibrate=False)
     with av.open(str(source)) as container:
         frame = next(container.decode(video=0))
         assert frame.color_range == 2  # the clip really is full range
@@ -152,7 +152,7 @@ def test_odd_sizes_lose_one_column_and_row(clip_path, tmp_path):
     odd = tmp_path / "odd.mkv"
     subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(clip_path("grid_talking_heads_360x288p25_30s.mp4")),
                     "-t", "1", "-vf", "scale=355:201", "-c:v", "ffv1", str(odd)], check=True)
-    manifest = prepare(odd, tmp_path / "title", position_seconds=1.0)
+    manifest = prepare(odd, tmp_path / "title", position_seconds=1.0, calibrate=False)
     assert (manifest["rendition"]["width"], manifest["rendition"]["height"]) == (354, 200)
     assert manifest["n_frames"] == 25
 
@@ -207,20 +207,90 @@ def test_cli_prepare_and_copy(clip_path, tmp_path):
     assert missing.exit_code != 0 and "not a prepared title" in missing.output
 
 
-# Clips whose re-encoding floor lets every level be reached (see CODING_FLOOR_MSE in embed.py:
-# grainy footage such as tears_of_steel cannot get above ~40.5 dB against its unmarked encode).
+# Clips whose re-encoding floor lets these levels be reached at CRF 20 (see CODING_FLOOR_MSE in
+# embed.py: on grainy footage such as tears_of_steel the floor alone is ~40.5 dB, so only strong is).
 @pytest.mark.parametrize(("clip", "strength", "target"), [
     ("car_parkinglot_432p12_30s.mp4", "light", 48.0),
     ("car_parkinglot_432p12_30s.mp4", "medium", 44.0),
     ("car_parkinglot_432p12_30s.mp4", "strong", 40.0),
     ("caminandes_360p24_10s.mp4", "medium", 44.0),
+    ("tears_of_steel_360p24_10s.mp4", "strong", 40.0),
 ])
 def test_strength_hits_its_psnr_within_one_db(clip_path, clip, strength, target, tmp_path_factory):
     source = clip_path(clip)
     base = tmp_path_factory.getbasetemp() / "psnr"
     base.mkdir(exist_ok=True)
     outdir = base / f"{clip}-{strength}"
-    prepare(source, outdir, strength=strength, duration=4.0)
+    manifest = prepare(source, outdir, strength=strength, duration=4.0)
+    assert manifest["pattern"]["calibration"]["target_reachable"] is True
     quality = measure_psnr(source, outdir, unmarked_path=base / f"{clip}-unmarked.mp4")
     for variant in ("A", "B"):
         assert abs(quality[variant].psnr_db - target) <= 1.0, (variant, quality[variant])
+
+
+def test_an_unreachable_strength_is_reported_with_the_psnr_it_gets(clip_path, tmp_path_factory):
+    # film grain at CRF 20: the two encodes differ by ~40.5 dB whatever the pattern, far from 48 dB
+    source = clip_path("tears_of_steel_360p24_10s.mp4")
+    base = tmp_path_factory.getbasetemp() / "psnr"
+    base.mkdir(exist_ok=True)
+    outdir = base / "tears-light"
+    manifest = prepare(source, outdir, strength="light", duration=4.0)
+    calibration = manifest["pattern"]["calibration"]
+    assert calibration["target_reachable"] is False
+    assert calibration["floor_psnr_db"] < 47.0
+    assert manifest["pattern"]["rms"] == pytest.approx(0.6)  # the detectable minimum is kept
+    quality = measure_psnr(source, outdir, unmarked_path=base / "tears_of_steel_360p24_10s.mp4-unmarked.mp4")
+    for variant in ("A", "B"):
+        assert abs(quality[variant].psnr_db - calibration["expected_psnr_db"]) <= 1.0, (variant, quality[variant])
+
+
+def _audio_from_first_video_frame(path, seconds: float) -> tuple[np.ndarray, int]:
+    """Mono audio samples whose index 0 is presented with the first video frame."""
+    with av.open(str(path)) as container:
+        first_video = next(container.decode(video=0)).time
+    with av.open(str(path)) as container:
+        chunks, first_audio = [], None
+        for frame in container.decode(audio=0):
+            first_audio = frame.time if first_audio is None else first_audio
+            chunks.append(frame.to_ndarray().reshape(-1, frame.samples).mean(axis=0))
+        rate = frame.sample_rate
+    samples = np.concatenate(chunks)
+    offset = int(round((first_video - first_audio) * rate))
+    return samples[offset:offset + int(seconds * rate)], rate
+
+
+def test_audio_stays_in_sync_with_the_video(clip_path, tmp_path):
+    source = clip_path("bbb_0-30s_720p24.webm")
+    prepare(source, tmp_path / "title", height=144, duration=4.0, position_seconds=1.0, calibrate=False)
+    write_copy(tmp_path / "title", "viewer", tmp_path / "copy.mp4")
+    original, rate = _audio_from_first_video_frame(source, 3.0)
+    copied, _ = _audio_from_first_video_frame(tmp_path / "copy.mp4", 3.0)
+    excerpt = original[rate: rate + rate // 2]  # 0.5 s of music, 1 s after the first frame
+    lags = np.arange(-rate // 10, rate // 10)
+    scores = [float(np.dot(excerpt, copied[rate + lag: rate + lag + len(excerpt)])) for lag in lags]
+    lag_ms = 1000 * lags[int(np.argmax(scores))] / rate
+    assert abs(lag_ms) <= 2.0, f"audio is {lag_ms:.1f} ms late"
+
+
+def test_undecodable_packets_are_made_up_by_repeating_the_last_frame(clip_path, tmp_path):
+    # box_handheld's first packet does not decode: 456 packets, 455 frames
+    manifest = prepare(clip_path("box_handheld_480p30_15s.mp4"), tmp_path / "title", height=96, calibrate=False)
+    assert (manifest["n_frames"], manifest["source"]["decoded_frames"], manifest["padded_frames"]) == (456, 455, 1)
+    with variant_copy(tmp_path / "title", "A") as copy, copy.open() as f:
+        lumas = list(decode_luma(f))
+    assert len(lumas) == 456
+    assert np.abs(lumas[-1].astype(int) - lumas[-2].astype(int)).mean() < 1.0
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="the ffmpeg command is not installed")
+@pytest.mark.parametrize(("codec", "container"), [("libvpx-vp9", "webm"), ("libx265", "mkv")])
+def test_prepare_reads_vp9_and_hevc(clip_path, codec, container, tmp_path):
+    source = tmp_path / f"source.{container}"
+    proc = subprocess.run(["ffmpeg", "-nostdin", "-v", "error", "-i", str(clip_path("grid_talking_heads_360x288p25_30s.mp4")),
+                           "-t", "1", "-c:v", codec, *(["-deadline", "realtime", "-cpu-used", "8"] if "vpx" in codec else
+                                                       ["-preset", "ultrafast"]), "-an", str(source)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"this ffmpeg cannot encode {codec}: {proc.stderr.decode()[-200:]}")
+    manifest = prepare(source, tmp_path / "title", position_seconds=1.0, calibrate=False)
+    assert manifest["source"]["video_codec"] == {"libvpx-vp9": "vp9", "libx265": "hevc"}[codec]
+    assert (manifest["rendition"]["width"], manifest["rendition"]["height"], manifest["n_frames"]) == (360, 288, 25)

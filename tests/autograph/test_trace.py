@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from leaktrace.autograph.assemble import write_copy
 from leaktrace.autograph.cli import app
+from leaktrace.autograph.code import codeword
 from leaktrace.autograph.trace import trace
 
 TAGS = ["alice", "bob", "carol"]
@@ -64,7 +65,8 @@ def test_the_leaker_is_accused_and_nobody_else(long_title: LongTitle) -> None:
 
 def test_unmarked_copy_accuses_nobody(long_title: LongTitle, tmp_path: Path) -> None:
     leak = tmp_path / "unmarked.mp4"
-    _ffmpeg("-i", str(long_title.source), "-t", "40", "-c:v", "libx264", "-crf", "23", str(leak))
+    _ffmpeg("-ss", "10", "-i", str(long_title.source), "-t", "20", "-c:v", "libx264", "-crf", "23", "-preset", "ultrafast",
+            str(leak))
     report = trace(leak, long_title.outdir, TAGS, simulate_tags=1000)
     assert report.verdict is not None and report.verdict.accused == []
     assert report.alignment.matched
@@ -73,8 +75,8 @@ def test_unmarked_copy_accuses_nobody(long_title: LongTitle, tmp_path: Path) -> 
 
 def test_another_clip_accuses_nobody(long_title: LongTitle, clip_path, tmp_path: Path) -> None:
     leak = tmp_path / "other.mp4"
-    _ffmpeg("-i", str(clip_path("squirrel_720p25_10s.mp4")), "-vf", "scale=480:270", "-c:v", "libx264", "-crf", "23",
-            "-an", str(leak))
+    _ffmpeg("-i", str(clip_path("squirrel_720p25_10s.mp4")), "-t", "6", "-vf", "scale=480:270", "-c:v", "libx264",
+            "-crf", "23", "-preset", "ultrafast", "-an", str(leak))
     report = trace(leak, long_title.outdir, TAGS)
     assert report.verdict is None
     assert report.reason.startswith("the leak does not match this title")
@@ -83,7 +85,7 @@ def test_another_clip_accuses_nobody(long_title: LongTitle, clip_path, tmp_path:
 def test_noise_accuses_nobody(long_title: LongTitle, tmp_path: Path) -> None:
     leak = tmp_path / "noise.mp4"
     _ffmpeg("-f", "lavfi", "-i", "nullsrc=s=480x270:d=6:r=24,geq=lum='random(1)*255':cb=128:cr=128",
-            "-c:v", "libx264", "-crf", "23", str(leak))
+            "-c:v", "libx264", "-crf", "23", "-preset", "ultrafast", str(leak))
     report = trace(leak, long_title.outdir, TAGS)
     assert report.verdict is None
     assert report.reason.startswith("the leak does not match this title")
@@ -100,6 +102,13 @@ def test_cli_json(long_title: LongTitle) -> None:
     assert out["positions_observed"] >= 42
     assert out["runner_up"]["tag"] != "alice"
     assert "accused" in out["reason"]
+    # per position: what was read, which the benchmark and the service keep
+    alice = codeword(KEY, "alice", 64)   # a longer codeword starts with the same bits
+    names = {0: "A", 1: "B"}
+    assert len(out["positions"]) >= 42
+    for entry in out["positions"]:
+        assert set(entry) >= {"position", "zA", "zB", "symbol", "frames"}
+        assert entry["symbol"] == names[int(alice[entry["position"]])]
 
 
 def test_cli_needs_candidates(long_title: LongTitle) -> None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,8 +26,16 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 def run_quick(module: str, tmp_path: Path, *extra: str) -> tuple[subprocess.CompletedProcess, dict]:
     """Run `python -m bench.<module> --quick --json-out ...` from the repo root; return it and its JSON."""
     out = tmp_path / f"{module}.json"
-    proc = subprocess.run([sys.executable, "-m", f"bench.{module}", "--quick", "--json-out", str(out), *extra],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable, "-m", f"bench.{module}", "--quick", "--json-out", str(out), *extra]
+    # Own session, so a timeout ends the script's ffmpeg and leaktrace children too.
+    with subprocess.Popen(cmd, cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as child:
+        try:
+            stdout, stderr = child.communicate(timeout=900)
+        except subprocess.TimeoutExpired:
+            os.killpg(child.pid, signal.SIGKILL)
+            raise
+    proc = subprocess.CompletedProcess(cmd, child.returncode, stdout, stderr)
     assert out.exists(), f"bench.{module} wrote no results (exit {proc.returncode}):\n{proc.stderr[-3000:]}"
     return proc, json.loads(out.read_text())
 

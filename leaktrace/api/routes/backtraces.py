@@ -41,7 +41,7 @@ class BacktraceBody(Strict):
     input: BacktraceInput
 
     @model_validator(mode="after")
-    def _one_pipeline(self) -> "BacktraceBody":
+    def _one_pipeline(self) -> BacktraceBody:
         if (self.pipeline is None) == (self.pipeline_id is None):
             raise ValueError("give the pipeline as pipeline: {id} or pipeline_id")
         return self

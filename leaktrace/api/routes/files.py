@@ -16,6 +16,7 @@ from leaktrace.api.query import ListOptions, ViewOptions
 from leaktrace.config import Settings
 from leaktrace.store import files as service
 from leaktrace.store.accounts import Principal
+from leaktrace.store.errors import InvalidInput
 from leaktrace.store.listing import Sort
 
 router = APIRouter(tags=["files"])
@@ -36,6 +37,9 @@ def list_files(request: Request, principal: Principal = Depends(read)) -> Respon
     view = ViewOptions.from_request(request)
     options = ListOptions.from_request(request)
     params = request.query_params
+    for name in ("pipeline.id", "job.id", "user_data"):
+        if "\x00" in params.get(name, ""):
+            raise InvalidInput(f"{name} must not contain NUL characters")
     filters = service.FileFilters(
         types=service.parse_types(params.get("type")),
         pipeline_id=params.get("pipeline.id"),

@@ -83,7 +83,7 @@ class JobOutput(Strict):
     settings: OutputSettings | None = None
 
     @model_validator(mode="after")
-    def _one_preset(self) -> "JobOutput":
+    def _one_preset(self) -> JobOutput:
         if (self.preset is None) == (self.preset_id is None):
             raise ValueError("give the preset as preset: {id} or preset_id")
         return self
@@ -106,7 +106,7 @@ class JobBody(Strict):
     unique_custom_key: str | None = Field(default=None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
-    def _one_pipeline(self) -> "JobBody":
+    def _one_pipeline(self) -> JobBody:
         if (self.pipeline is None) == (self.pipeline_id is None):
             raise ValueError("give the pipeline as pipeline: {id} or pipeline_id")
         return self

@@ -20,9 +20,11 @@ from leaktrace.store.listing import Sort
 
 router = APIRouter(tags=["pipelines"])
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Text = Annotated[str, StringConstraints(max_length=4000)]
-Uri = Annotated[str, StringConstraints(min_length=1, max_length=2000)]
+# No NUL characters: PostgreSQL cannot store them, and SQLite would; refusing them keeps both alike.
+NO_NUL = r"^[^\x00]*$"
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
+Text = Annotated[str, StringConstraints(max_length=4000, pattern=NO_NUL)]
+Uri = Annotated[str, StringConstraints(min_length=1, max_length=2000, pattern=NO_NUL)]
 MAX_SECONDS = 10 * 365 * 24 * 3600
 
 
@@ -60,7 +62,7 @@ class DownloadOptions(Strict):
 
 
 class UploadOptions(Strict):
-    s3_allow_read: Annotated[str, StringConstraints(max_length=100)] | None = None
+    s3_allow_read: Annotated[str, StringConstraints(max_length=100, pattern=NO_NUL)] | None = None
     s3_reduced_redundancy: Flag | None = None
 
 

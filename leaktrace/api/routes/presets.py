@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
-from leaktrace.api import present, responses
+from leaktrace.api import errors, present, responses
 from leaktrace.api.auth import optional, require
 from leaktrace.api.openapi import error_responses, list_envelope, result_envelope, single_envelope
 from leaktrace.api.query import ListOptions, ViewOptions, parse_choice
@@ -18,10 +18,14 @@ from leaktrace.store.listing import Sort
 
 router = APIRouter(tags=["presets"])
 
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200)]
-Text = Annotated[str, StringConstraints(max_length=4000)]
+# No NUL characters: PostgreSQL cannot store them, and SQLite would; refusing them keeps both alike.
+NO_NUL = r"^[^\x00]*$"
+Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=NO_NUL)]
+Text = Annotated[str, StringConstraints(max_length=4000, pattern=NO_NUL)]
 Word = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.+-]{1,40}$")]
-Scalar = bool | int | float | Annotated[str, StringConstraints(max_length=200)]
+# Keys become XML element names in `format=xml` responses, so they must be valid ones.
+Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")]
+Scalar = bool | int | float | Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
 
 
 class Strict(BaseModel):
@@ -29,14 +33,14 @@ class Strict(BaseModel):
 
 
 class IdRef(Strict):
-    id: Annotated[str, StringConstraints(min_length=1, max_length=100)]
+    id: Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=NO_NUL)]
 
 
 class CodecChoice(Strict):
     codec: IdRef
     profile: Word
     passes: StrictInt
-    caps: Annotated[dict[Word, Scalar], Field(max_length=30)]
+    caps: Annotated[dict[Key, Scalar], Field(max_length=30)]
 
 
 class TargetFormat(Strict):
@@ -51,15 +55,21 @@ class PresetBody(Strict):
     description: Text
     target_format: TargetFormat
     # Encoding settings (subtitle policy, quality, deinterlacing, resize, …) are stored as given.
-    settings: Annotated[dict[Word, Scalar | None], Field(max_length=50)] | None = None
+    settings: Annotated[dict[Key, Scalar | None], Field(max_length=50)] | None = None
 
 
 class PresetRequest(Strict):
     preset: PresetBody
 
 
-read = optional
 write = require("mediahub_write")
+
+
+def read(request: Request, principal: Principal | None = Depends(optional)) -> Principal | None:
+    """Anonymous callers see system presets; a token must carry `mediahub_read` to see more."""
+    if principal is not None and not principal.has_any(("mediahub_read",)):
+        raise errors.ApiError(403, errors.INSUFFICIENT_SCOPE, "Insufficient scope: needs mediahub_read")
+    return principal
 
 
 def _definition(body: PresetBody) -> dict[str, Any]:
