@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shlex
 import shutil
 import subprocess
@@ -26,8 +27,9 @@ FFMPEG = shutil.which("ffmpeg") or "/usr/bin/ffmpeg"
 FFPROBE = shutil.which("ffprobe") or "/usr/bin/ffprobe"
 
 # The master's clips, in order. The grid talking heads are held out: they are the "other title"
-# of the null test. The second pass is mirrored (hflip) so no stretch of the master repeats,
-# which would make time alignment of an excerpt ambiguous.
+# of the null test. A master longer than the clips is made of several passes over them, each
+# flipped differently (MASTER_PASS_FLIPS) so no stretch of the master repeats verbatim, which would
+# make time alignment of an excerpt ambiguous.
 MASTER_CLIPS = [
     "bbb_0-30s_720p24.webm",
     "squirrel_720p25_10s.mp4",
@@ -42,6 +44,8 @@ MASTER_CLIPS = [
     "overcast_sky_1080p30_2s_hevc.mp4",
 ]
 OTHER_TITLE_CLIP = "grid_talking_heads_360x288p25_30s.mp4"
+# Filter of each pass over the clips: as shot, mirrored, upside down, both (at least two passes).
+MASTER_PASS_FLIPS = ("", "hflip", "vflip", "hflip,vflip")
 
 
 def require_testdata() -> Path:
@@ -191,24 +195,37 @@ QUICK_MASTER = MasterSpec(width=480, height=270, fps=25, seconds=48.0, crf=18,
                                  "bbb_0-30s_720p24.webm"))
 
 
+def master_passes(spec: MasterSpec) -> int:
+    """How many passes over the clips the master needs to last `spec.seconds` (at least two)."""
+    clips_seconds = sum(probe(TESTDATA / clip).duration for clip in spec.clips)
+    passes = max(2, math.ceil(spec.seconds / clips_seconds))
+    if passes > len(MASTER_PASS_FLIPS):
+        raise ValueError(f"a {spec.seconds:g} s master needs {passes} passes over {clips_seconds:.0f} s of "
+                         f"clips; only {len(MASTER_PASS_FLIPS)} distinct flips exist")
+    return passes
+
+
 def master_command(spec: MasterSpec, out_path: Path) -> list[str]:
     """The ffmpeg command that builds the master: every clip scaled and padded to one size and rate,
-    concatenated, then a mirrored second pass, cut to `spec.seconds`."""
+    concatenated, then again in each further pass flipped differently, cut to `spec.seconds`."""
     require_testdata()
+    passes = master_passes(spec)
     inputs: list[str] = []
     chains: list[str] = []
-    labels: list[str] = []
     norm = (
         f"scale={spec.width}:{spec.height}:force_original_aspect_ratio=decrease:flags=lanczos,"
         f"pad={spec.width}:{spec.height}:(ow-iw)/2:(oh-ih)/2,setsar=1,fps={spec.fps},format=yuv420p"
     )
+    # Pass 0 is the clip as shot ([p]); passes 1, 2, 3 are [f], [v], [b] after their flip.
+    pass_labels = ("p", "f", "v", "b")[:passes]
     for index, clip in enumerate(spec.clips):
         inputs += ["-i", str(TESTDATA / clip)]
-        chains.append(f"[{index}:v]{norm},split=2[p{index}][m{index}]")
-        labels.append(f"p{index}")
-    for index in range(len(spec.clips)):
-        chains.append(f"[m{index}]hflip[f{index}]")
-    labels += [f"f{index}" for index in range(len(spec.clips))]
+        copies = "".join(f"[{label}{index}]" for label in ("p", "m", "n", "o")[:passes])
+        chains.append(f"[{index}:v]{norm},split={passes}{copies}")
+    for number, (source, label) in enumerate(zip(("m", "n", "o"), pass_labels[1:]), start=1):
+        for index in range(len(spec.clips)):
+            chains.append(f"[{source}{index}]{MASTER_PASS_FLIPS[number]}[{label}{index}]")
+    labels = [f"{label}{index}" for label in pass_labels for index in range(len(spec.clips))]
     concat = "".join(f"[{label}]" for label in labels) + f"concat=n={len(labels)}:v=1:a=0[cat]"
     chains.append(concat)
     chains.append(f"[cat]trim=duration={spec.seconds},setpts=PTS-STARTPTS[out]")

@@ -117,7 +117,10 @@ frame (generous to the peer), resized back to the master size (the peer is blind
 registration of its own), then decoded. Bit accuracy = mean over sample frames of the fraction of
 the 32 bits read correctly (0.5 = chance); "ID" = the per-bit majority vote over all sample
 frames recovers all 32 bits. Excerpts do not change a per-frame mark, so the peer's numbers hold
-for both excerpt lengths; collusion is not run for the peer (no collusion decoder)."""
+for both excerpt lengths; collusion is not run for the peer (no collusion decoder). Caveat: a
+marked frame between unmarked neighbours is a temporal outlier that the encoder's prediction
+partly smooths away, so these numbers are pessimistic for the peer compared with marking every
+frame (which would cost rivaGan seconds per frame for every frame here)."""
 
 
 def sample_frames(total_frames: int, fps: float, n: int) -> list[int]:

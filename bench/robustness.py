@@ -7,8 +7,10 @@ What it does, top to bottom:
 3. makes copies for several tags and, for every single-leaker attack, cuts an excerpt at an odd
    start time (120 s of the 2 s-position title, 60 s of the 1 s-position title), applies the attack
    and traces the leak with `--simulate-tags 1000000` plus every real tag;
-4. collusion on the full 2 s-position master: pixel average of two copies, segment-wise mixing of
-   two and of three copies;
+4. collusion on the collusion profile: its own >= 6 min master (360p to save time) prepared with
+   1 s positions, because mixing needs ~240 (two copies) to ~360 (three copies) positions of 1 s
+   at 10^6 candidates (`python -m bench.scoring --plan`); pixel average of two copies,
+   segment-wise mixing of two and of three copies, each on the whole master;
 5. null test: the unmarked encode of the master and another title against >= 10,000 innocent
    tags, plus the empirical innocent score distribution against the bound;
 6. the peer (invisible-watermark dwtDctSvd and rivaGan) through the same attacks (bench/peers.py).
@@ -35,27 +37,39 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bench import engine, media, peers, report
 
+if TYPE_CHECKING:
+    from leaktrace.autograph import code
+
 
 @dataclass(frozen=True)
 class Profile:
-    """One prepared title and the excerpt its single-leaker cases are cut to (None = whole)."""
+    """One prepared title: its master (None = the config's master), position length and the
+    excerpt its single-leaker cases are cut to (None = whole)."""
 
     name: str
     position_seconds: float
     excerpt_start: float | None
     excerpt_seconds: float | None
+    master: media.MasterSpec | None = None
+
+    @property
+    def folder(self) -> str:
+        """The prepared title's folder name inside a run's folder."""
+        return f"title-{self.name.replace(' ', '')}"
 
 
 @dataclass(frozen=True)
 class Config:
     master: media.MasterSpec
-    profiles: tuple[Profile, ...]
+    profiles: tuple[Profile, ...]  # single-leaker titles; the first one also hosts the null test
     attacks: tuple[media.Attack, ...]
+    collusion_profile: Profile | None  # the title the collusion cases run on, whole
     collusion: tuple[media.Attack, ...]
     tags_per_title: int
     simulate_tags: int
@@ -65,6 +79,11 @@ class Config:
     peer_attacks: tuple[media.Attack, ...]
 
 
+# Collusion master: >= 6 min for ~370 positions of 1 s; 640x360 because prepare time grows with
+# pixels and the run shares two cores (the mark's detection does not need the larger frame).
+COLLUSION_MASTER = media.MasterSpec(width=640, height=360, seconds=370.0)
+
+
 def full_config() -> Config:
     spec = media.MasterSpec()
     attacks = tuple(media.attack_suite())
@@ -72,7 +91,8 @@ def full_config() -> Config:
         master=spec,
         profiles=(Profile("2 s", 2.0, 31.37, 120.0), Profile("1 s", 1.0, 97.61, 60.0)),
         attacks=attacks,
-        collusion=tuple(media.collusion_suite(spec.seconds)),
+        collusion_profile=Profile("long 1 s", 1.0, None, None, master=COLLUSION_MASTER),
+        collusion=tuple(media.collusion_suite(COLLUSION_MASTER.seconds)),
         tags_per_title=8,
         simulate_tags=1_000_000,
         null_tags=10_000,
@@ -89,6 +109,7 @@ def quick_config() -> Config:
         master=spec,
         profiles=(Profile("1 s", 1.0, None, None),),
         attacks=(crf30,),
+        collusion_profile=None,
         collusion=(),
         tags_per_title=3,
         simulate_tags=1000,
@@ -193,63 +214,73 @@ def run_engine_cases(config: Config, master: Path, workdir: Path, *, deadline: f
                      kinds: frozenset[str] = frozenset({"single", "collusion", "null"}),
                      titles_from: Path | None = None, attack_order: list[int] | None = None
                      ) -> tuple[list[Case], dict]:
-    """Prepare each profile, then run the single-leaker cases (attack by attack, alternating the
-    titles), the collusion cases and the null cases, `jobs` at a time (each case is ffmpeg and
-    `leaktrace` subprocesses). Cases not started before `deadline` (time.time()) are recorded as
-    not run. Progress is saved to workdir/cases.json after each case. With `titles_from`, the
-    titles prepared by an earlier or concurrent run in that folder are used instead of preparing."""
-    facts: dict = {"prepare_seconds": {}}
-    titles: list[Title] = []
+    """Prepare the profiles the requested kinds need, then run the single-leaker cases (attack by
+    attack, alternating the titles), the collusion cases and the null cases, `jobs` at a time (each
+    case is ffmpeg and `leaktrace` subprocesses). Cases not started before `deadline` (time.time())
+    are recorded as not run. Progress is saved to workdir/cases.json after each case. With
+    `titles_from`, the titles prepared by an earlier or concurrent run in that folder are used
+    instead of preparing."""
+    facts: dict = {"prepare_seconds": {}, "titles": {}}
+    needed: list[Profile] = []
+    if "single" in kinds:
+        needed += config.profiles
+    if "null" in kinds and config.profiles[0] not in needed:
+        needed.append(config.profiles[0])
+    if "collusion" in kinds and config.collusion and config.collusion_profile is not None:
+        needed.append(config.collusion_profile)
 
     def prepare(profile: Profile) -> Title:
-        outdir = workdir / f"title-{profile.name.replace(' ', '')}"
-        log(f"prepare {profile.name} positions ...")
+        outdir = workdir / profile.folder
+        source = master if profile.master is None else media.build_master(profile.master)
+        log(f"prepare {profile.name} positions of {source.name} ...")
         facts["prepare_seconds"][profile.name] = engine.prepare(
-            master, outdir, position_seconds=profile.position_seconds)
+            source, outdir, position_seconds=profile.position_seconds)
         log(f"prepared {profile.name} positions in {facts['prepare_seconds'][profile.name]:.0f} s")
         return Title(profile, outdir, title_tags(profile, config.tags_per_title), workdir / "copies")
 
     if titles_from is not None:
-        titles = [Title(p, titles_from / f"title-{p.name.replace(' ', '')}", title_tags(p, config.tags_per_title),
-                        workdir / "copies") for p in config.profiles]
+        titles = [Title(p, titles_from / p.folder, title_tags(p, config.tags_per_title), workdir / "copies")
+                  for p in needed]
     else:
         with ThreadPoolExecutor(max_workers=jobs) as pool:
-            titles = list(pool.map(prepare, config.profiles))
-    facts["null_title"] = str(titles[0].outdir)
+            titles = list(pool.map(prepare, needed))
+    by_name = {title.profile.name: title for title in titles}
+    facts["titles"] = {name: str(title.outdir) for name, title in by_name.items()}
     (workdir / "facts.json").write_text(json.dumps(facts, indent=1))
 
     plan: list[tuple[Case, Callable[[], tuple[Path, float]], Title, list[str], int]] = []
-    for index in attack_order if attack_order is not None else range(len(config.attacks)):
-        attack = config.attacks[index]
-        for title in titles:
-            p = title.profile
-            tag = title.tags[index % len(title.tags)]
-            leak = workdir / "leaks" / f"{p.name.replace(' ', '')}-{media.slug(attack.name)}"
-            make = partial(_single_leak, attack, title, tag, leak)
-            plan.append((Case("single", p.name, attack.name, [tag]), make, title, title.tags, config.simulate_tags))
+    if "single" in kinds:
+        for index in attack_order if attack_order is not None else range(len(config.attacks)):
+            attack = config.attacks[index]
+            for p in config.profiles:
+                title = by_name[p.name]
+                tag = title.tags[index % len(title.tags)]
+                leak = workdir / "leaks" / f"{p.name.replace(' ', '')}-{media.slug(attack.name)}"
+                make = partial(_single_leak, attack, title, tag, leak)
+                plan.append((Case("single", p.name, attack.name, [tag]), make, title, title.tags,
+                             config.simulate_tags))
 
-    # Collusion on the whole master of the first (2 s) title, distinct colluders per case.
-    first_title = titles[0]
-    first = 0
-    for attack in config.collusion:
-        colluders = first_title.tags[first:first + attack.copies]
-        first += attack.copies
-        leak = workdir / "leaks" / f"{first_title.profile.name.replace(' ', '')}-{media.slug(attack.name)}"
-        make = partial(_collusion_leak, attack, first_title, list(colluders), leak)
-        plan.append((Case("collusion", first_title.profile.name, attack.name, list(colluders)), make,
-                     first_title, first_title.tags, config.simulate_tags))
+    # Collusion on the whole master of the collusion title, distinct colluders per case.
+    if "collusion" in kinds and config.collusion_profile is not None:
+        title = by_name.get(config.collusion_profile.name)
+        for attack, colluders in zip(config.collusion, collusion_colluders(config)):
+            leak = workdir / "leaks" / f"{title.profile.name.replace(' ', '')}-{media.slug(attack.name)}"
+            make = partial(_collusion_leak, attack, title, colluders, leak)
+            plan.append((Case("collusion", title.profile.name, attack.name, colluders), make,
+                         title, title.tags, config.simulate_tags))
 
     # Null test: nothing of ours is in these leaks, so every candidate is innocent.
-    unmarked = media.OUT / "masters" / f"{master.stem}-unmarked-crf23.mp4"
-    other = media.TESTDATA / media.OTHER_TITLE_CLIP
-    innocents = [f"innocent-{i:06d}" for i in range(config.null_tags)]
-    plan.append((Case("null", first_title.profile.name, "unmarked encode of the master", []),
-                 lambda: (media.plain_encode(master, unmarked, crf=23, preset="fast"), 0.0),
-                 first_title, innocents, 0))
-    plan.append((Case("null", first_title.profile.name, f"other title ({media.OTHER_TITLE_CLIP})", []),
-                 lambda: (other, 0.0), first_title, innocents, 0))
+    if "null" in kinds:
+        first_title = by_name[config.profiles[0].name]
+        unmarked = media.OUT / "masters" / f"{master.stem}-unmarked-crf23.mp4"
+        other = media.TESTDATA / media.OTHER_TITLE_CLIP
+        innocents = [f"innocent-{i:06d}" for i in range(config.null_tags)]
+        plan.append((Case("null", first_title.profile.name, "unmarked encode of the master", []),
+                     lambda: (media.plain_encode(master, unmarked, crf=23, preset="fast"), 0.0),
+                     first_title, innocents, 0))
+        plan.append((Case("null", first_title.profile.name, f"other title ({media.OTHER_TITLE_CLIP})", []),
+                     lambda: (other, 0.0), first_title, innocents, 0))
 
-    plan = [item for item in plan if item[0].kind in kinds]
     done: list[Case] = []
     lock = threading.Lock()
 
@@ -283,6 +314,18 @@ def _single_leak(attack: media.Attack, title: Title, tag: str, leak: Path) -> tu
                               duration=p.excerpt_seconds)
 
 
+def collusion_colluders(config: Config) -> list[list[str]]:
+    """The colluding tags of each collusion case: distinct tags of the collusion title, in order."""
+    if config.collusion_profile is None:
+        return []
+    tags = title_tags(config.collusion_profile, config.tags_per_title)
+    groups, first = [], 0
+    for attack in config.collusion:
+        groups.append(tags[first:first + attack.copies])
+        first += attack.copies
+    return groups
+
+
 def _collusion_leak(attack: media.Attack, title: Title, colluders: list[str], leak: Path) -> tuple[Path, float]:
     return media.apply_attack(attack, [title.copy_of(t) for t in colluders], leak)
 
@@ -293,31 +336,65 @@ def _tolerated(alpha: float, n: int) -> float:
     return alpha * n + 4 * math.sqrt(alpha * (1 - alpha) * n) + 1
 
 
-def null_distribution(outdir: Path, cases: list[Case], n_tags: int) -> list[list[object]]:
+def traced_observations(case: Case, n_positions: int) -> code.Observations:
+    """The scorer's observations rebuilt from the per-position (zA, zB, symbol) that `trace --json`
+    printed for the case (z rounded to 0.01); unexamined positions are erased."""
+    from leaktrace.autograph import code
+
+    names = {"A": code.SYMBOL_A, "B": code.SYMBOL_B, "both": code.SYMBOL_BOTH, "erased": code.SYMBOL_ERASED}
+    symbols = np.full(n_positions, code.SYMBOL_ERASED, dtype=np.int8)
+    z = np.full((n_positions, 2), np.nan, dtype=np.float32)
+    for entry in case.positions:
+        symbols[entry["position"]] = names[entry["symbol"]]
+        z[entry["position"]] = (entry["zA"], entry["zB"])
+    return code.Observations(symbols=symbols, z=z)
+
+
+def colluder_bounds(title_dirs: dict[str, Path], cases: list[Case], *, simulate: int, real_tags: int
+                    ) -> list[list[object]]:
+    """Every colluder's own log10 bound in each collusion case, beside the accusation threshold, so
+    a miss shows how far each colluder was from it. Scored as `trace` does (same candidate count:
+    the colluders, the other real tags, `simulate` fresh innocents) on the traced observations."""
+    from leaktrace.autograph import code, package
+
+    rows: list[list[object]] = []
+    for case in cases:
+        if not case.positions:
+            rows.append([case.attack, "-", "-", "-", f"no observations ({case.reason or case.error})"])
+            continue
+        title = package.load_title(title_dirs[case.profile])
+        observations = traced_observations(case, len(title.manifest["positions"]))
+        others = [f"other-{i}" for i in range(real_tags - len(case.true_tags))]
+        scores = code.score_candidates(observations, key=title.key, tags=[*case.true_tags, *others],
+                                       simulate_tags=simulate)
+        log10 = scores.log_bound[: len(case.true_tags)] / math.log(10)
+        rows.append([case.attack, case.positions_observed, f"{math.log10(scores.threshold):.1f}",
+                     ", ".join(f"{tag} ({value:.1f})" for tag, value in zip(case.true_tags, log10)),
+                     "ok" if case.ok else "FAIL"])
+    return rows
+
+
+def null_distribution(title_dirs: dict[str, Path], cases: list[Case], n_tags: int) -> list[list[object]]:
     """Empirical check of the bound: score `n_tags` innocent tags against the observations of each
-    given case and count how many get a bound <= alpha. A valid bound keeps each count near or
+    given case (with the key of its profile's title in `title_dirs`) and count how many get a
+    bound <= alpha. A valid bound keeps each count near or
     below alpha * n (it is an upper bound on the chance, so counts well below are expected).
 
     The observations are the per-position (zA, zB, symbol) that `trace --json` printed for the
     case (z rounded to 0.01), scored with `code.score_candidates`, the function `trace` uses."""
     from leaktrace.autograph import code, package
 
-    title = package.load_title(outdir)
-    n_positions = len(title.manifest["positions"])
     tags = [f"null-{i:06d}" for i in range(n_tags)]
-    names = {"A": code.SYMBOL_A, "B": code.SYMBOL_B, "both": code.SYMBOL_BOTH, "erased": code.SYMBOL_ERASED}
     rows: list[list[object]] = []
     for case in cases:
         label = case.attack if case.kind == "null" else f"marked leak: {case.attack} ({case.profile} positions)"
         if not case.positions:
             rows.append([label, n_tags, "0", "-", "-", "-", "-", f"no observations ({case.reason or case.error})"])
             continue
-        symbols = np.full(n_positions, code.SYMBOL_ERASED, dtype=np.int8)
-        z = np.zeros((n_positions, 2), dtype=np.float32)
-        for entry in case.positions:
-            symbols[entry["position"]] = names[entry["symbol"]]
-            z[entry["position"]] = (entry["zA"], entry["zB"])
-        scores = code.score_candidates(code.Observations(symbols=symbols, z=z), key=title.key, tags=tags)
+        title = package.load_title(title_dirs[case.profile])
+        observations = traced_observations(case, len(title.manifest["positions"]))
+        symbols = observations.symbols
+        scores = code.score_candidates(observations, key=title.key, tags=tags)
         log10 = scores.log_bound / math.log(10)
         counts = [int(np.sum(log10 <= math.log10(alpha))) for alpha in (1e-1, 1e-2, 1e-3)]
         single = int(np.sum((symbols == 0) | (symbols == 1)))
@@ -420,8 +497,9 @@ def engine_table(cases: list[Case], config: Config) -> str:
             profile = next(p for p in config.profiles if p.name == c.profile)
             if profile.excerpt_seconds:
                 title += f", {profile.excerpt_seconds:g} s excerpt from {profile.excerpt_start:g} s"
-        elif c.kind == "collusion":
-            title += ", full master"
+        elif c.kind == "collusion" and config.collusion_profile is not None:
+            spec = config.collusion_profile.master or config.master
+            title += f", full {spec.width}x{spec.height} {spec.seconds:g} s master"
         true_tags = ", ".join(c.true_tags) if c.true_tags else f"none ({config.null_tags} innocents)"
         result = "ok" if c.ok else ("ERROR: " + c.error if c.error else "FAIL")
         if c.innocents_accused:
@@ -472,16 +550,63 @@ def peer_table(peer: dict, cases: list[Case]) -> str:
 # --------------------------------------------------------------------------------------------------
 
 
-def merge_cases(runs: list[list[Case]]) -> list[Case]:
-    """Cases of several runs in report order (single, collusion, null); where two runs hold the
-    same case, the one that ran wins over a "not run" placeholder."""
-    merged: dict[tuple[str, str, str], Case] = {}
+def planned_placeholders(config: Config) -> list[Case]:
+    """A "not run" case for every case of the full plan, so a merged report shows missing ones."""
+    note = "not run: not finished when the report was written"
+    cases = [Case("single", p.name, a.name, [title_tags(p, config.tags_per_title)[i % config.tags_per_title]],
+                  error=note) for i, a in enumerate(config.attacks) for p in config.profiles]
+    cases += [Case("collusion", config.collusion_profile.name, a.name, colluders, error=note)
+              for a, colluders in zip(config.collusion, collusion_colluders(config))]
+    cases += [Case("null", config.profiles[0].name, label, [], error=note)
+              for label in ("unmarked encode of the master", f"other title ({media.OTHER_TITLE_CLIP})")]
+    return cases
+
+
+def merge_cases(plan: list[Case], runs: list[list[Case]]) -> tuple[list[Case], list[Case]]:
+    """The planned cases filled in from several runs, in plan order (a case that ran wins over a
+    "not run" placeholder), and the runs' cases that are not in the plan (an earlier plan's)."""
+    merged: dict[tuple[str, str, str], Case] = {(c.kind, c.profile, c.attack): c for c in plan}
+    outside: list[Case] = []
     for case in (c for run in runs for c in run):
         key = (case.kind, case.profile, case.attack)
-        if key not in merged or merged[key].error.startswith("not run"):
+        if key not in merged:
+            if not case.error.startswith("not run"):
+                outside.append(case)
+        elif merged[key].error.startswith("not run"):
             merged[key] = case
-    order = {"single": 0, "collusion": 1, "null": 2}
-    return sorted(merged.values(), key=lambda c: order[c.kind])  # stable: plan order within a kind
+    return list(merged.values()), outside
+
+
+def saved_facts(config: Config, cases_files: list[Path]) -> dict:
+    """Prepare times and title folders of the runs that wrote `cases_files`, merged (a run without
+    a titles entry prepared its titles in its own folder)."""
+    facts: dict = {"prepare_seconds": {}, "titles": {}}
+    profiles = [*config.profiles, *([config.collusion_profile] if config.collusion_profile else [])]
+    for path in cases_files:
+        run_dir = path.parent
+        saved = json.loads((run_dir / "facts.json").read_text()) if (run_dir / "facts.json").exists() else {}
+        facts["prepare_seconds"].update(saved.get("prepare_seconds", {}))
+        found = {p.name: str(run_dir / p.folder) for p in profiles if (run_dir / p.folder / "key.json").exists()}
+        for name, folder in {**found, **saved.get("titles", {})}.items():
+            facts["titles"].setdefault(name, folder)
+    return facts
+
+
+def describe_master(spec: media.MasterSpec, info: media.VideoInfo) -> str:
+    """One line on a built master: size, rate, length and what it is made of."""
+    passes = media.master_passes(spec)
+    flips = ", ".join(f or "as shot" for f in media.MASTER_PASS_FLIPS[:passes])
+    return (f"{info.width}x{info.height}, {float(info.fps):g} fps, {info.duration:.1f} s, {info.frames} frames, "
+            f"built from {len(spec.clips)} clips of ../shared/testdata in {passes} passes ({flips})")
+
+
+def summary(case: Case) -> str:
+    """A case's outcome in a few words: accused tags, or the best candidate, with positions read."""
+    accused = ", ".join(f"{a['tag']} ({_fmt_log10(a['log10_bound'])})" for a in case.accused)
+    runner = (f"best {case.runner_up['tag']} ({_fmt_log10(case.runner_up['log10_bound'])})"
+              if case.runner_up else "")
+    return (f"accused {accused}" if accused else f"nobody accused, {runner}") + \
+        f", {case.positions_observed} positions, {'ok' if case.ok else 'FAIL'}"
 
 
 def check_targets(cases: list[Case]) -> list[str]:
@@ -531,8 +656,10 @@ def main(argv: list[str] | None = None) -> int:
     info = media.probe(master)
 
     cases: list[Case] = []
+    superseded: list[Case] = []
     facts: dict = {}
     dist_rows: list[list[object]] = []
+    collusion_rows: list[list[object]] = []
     if not args.skip_engine:
         missing = engine.missing_commands()
         if missing:
@@ -548,11 +675,11 @@ def main(argv: list[str] | None = None) -> int:
             workdir.mkdir(parents=True)
         if args.report_from:
             # Re-render from a run's saved progress (e.g. after an interruption): no case is re-run.
-            cases = merge_cases([[Case(**c) for c in json.loads(path.read_text())] for path in args.report_from])
-            facts_file = args.report_from[0].parent / "facts.json"
-            first_title = args.report_from[0].parent / f"title-{config.profiles[0].name.replace(' ', '')}"
-            facts = (json.loads(facts_file.read_text()) if facts_file.exists() else
-                     {"prepare_seconds": {}, "null_title": str(first_title)})
+            # The plan's placeholders filled in from the runs: the table keeps the plan's order.
+            cases, superseded = merge_cases(planned_placeholders(config),
+                                            [[Case(**c) for c in json.loads(path.read_text())]
+                                             for path in args.report_from])
+            facts = saved_facts(config, args.report_from)
         else:
             cases, facts = run_engine_cases(config, master, workdir, deadline=time.time() + 60 * args.max_minutes,
                                             jobs=args.jobs, kinds=kinds, titles_from=args.titles_from,
@@ -560,12 +687,19 @@ def main(argv: list[str] | None = None) -> int:
                                             if args.attack_order else None)
         try:
             # Innocents against marked leaks too: the bound must hold whatever the leak contains.
-            chosen = [c for c in cases if c.kind == "null" or (
-                c.profile == config.profiles[0].name and c.attack in NULL_MARKED_LEAKS)]
-            dist_rows = null_distribution(Path(facts["null_title"]), chosen, config.null_tags)
+            hosts = {config.profiles[0].name, config.collusion_profile.name if config.collusion_profile else ""}
+            chosen = [c for c in cases if c.kind == "null" or (c.profile in hosts and c.attack in NULL_MARKED_LEAKS)]
+            dist_rows = null_distribution({k: Path(v) for k, v in facts["titles"].items()}, chosen,
+                                          config.null_tags)
         except Exception as exc:  # report, do not hide, a failure of this check
             dist_rows = [["all", config.null_tags, "-", "-", "-", "-", "-",
                           f"ERROR {type(exc).__name__}: {exc}"[:200]]]
+        collusion_cases = [c for c in cases if c.kind == "collusion"]
+        try:
+            collusion_rows = colluder_bounds({k: Path(v) for k, v in facts["titles"].items()}, collusion_cases,
+                                             simulate=config.simulate_tags, real_tags=config.tags_per_title)
+        except Exception as exc:  # report, do not hide, a failure of this check
+            collusion_rows = [["all", "-", "-", "-", f"ERROR {type(exc).__name__}: {exc}"[:200]]]
 
     # The peer last: its cells are cached, so a peer run started earlier in the background helps.
     peer_result = None
@@ -581,20 +715,38 @@ def main(argv: list[str] | None = None) -> int:
     failures = check_targets(cases)
     failures += [f"null test: {row[0]}: {row[-1]}" for row in dist_rows
                  if str(row[-1]).startswith(("BOUND VIOLATED", "ERROR"))]
-    sections = [f"Master: {info.width}x{info.height}, {float(info.fps):g} fps, {info.duration:.1f} s, "
-                f"{info.frames} frames, built from {len(config.master.clips)} clips of ../shared/testdata "
-                f"(then the same clips mirrored), held-out other title {media.OTHER_TITLE_CLIP}. "
-                f"Simulated innocents per trace: {config.simulate_tags:,}; "
+    sections = [f"Master: {describe_master(config.master, info)}, held-out other title "
+                f"{media.OTHER_TITLE_CLIP}. Simulated innocents per trace: {config.simulate_tags:,}; "
                 f"real tags per title: {config.tags_per_title}."]
+    collusion_master = config.collusion_profile.master if config.collusion_profile else None
+    if collusion_master is not None and (media.OUT / "masters" / f"{collusion_master.name}.mp4").exists():
+        sections.append(f"Collusion master ({config.collusion_profile.name} positions title): "
+                        + describe_master(collusion_master,
+                                          media.probe(media.OUT / "masters" / f"{collusion_master.name}.mp4"))
+                        + "; the collusion cases use the whole of it.")
     if args.report_from:
         sections.append("Cases collected from the saved results of these runs (merged; a case that ran "
                         "replaces a \"not run\" placeholder of another run): "
                         + ", ".join(f"`{Path(p).relative_to(media.REPO_ROOT) if Path(p).is_absolute() else p}`"
                                     for p in args.report_from) + ".")
+        if superseded:
+            sections.append("Cases of those runs that the current plan no longer holds (not in the table): "
+                            + "; ".join(f"{c.kind} {c.attack} on {c.profile} positions of the "
+                                        f"{config.master.seconds:g} s master: {summary(c)}" for c in superseded)
+                            + ".")
     if cases:
         prep = ", ".join(f"{k} positions {v:.0f} s" for k, v in facts.get("prepare_seconds", {}).items())
-        sections.append(f"Prepare wall time: {prep}.")
+        if prep:
+            sections.append(f"Prepare wall time: {prep}.")
         sections.append("### Our engine: accusations\n\n" + engine_table(cases, config))
+        if collusion_rows:
+            sections.append(
+                "### Collusion: each colluder's bound\n\nA tag is accused when its bound is at or below "
+                "the threshold 1e-9 / N (N = real tags + simulated innocents). Bounds recomputed with "
+                "`code.score_candidates` from the observations `trace --json` printed (z rounded to 0.01) "
+                "against the same number of candidates (fresh simulated innocents).\n\n"
+                + report.markdown_table(["attack", "positions observed", "log10 threshold",
+                                         "colluders (log10 bound)", "result"], collusion_rows))
         sections.append(
             "### Null test: empirical innocent bounds\n\nEvery tag here is innocent (its codeword is "
             "independent of the leak), so the count of tags whose bound is <= alpha must stay near or "

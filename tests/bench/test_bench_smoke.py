@@ -111,6 +111,35 @@ def test_the_suite_holds_every_attack_the_issue_lists() -> None:
     assert sum(segments) >= 184.0 and all(10.0 <= s < 20.0 for s in segments)
 
 
+def test_a_master_longer_than_the_clips_repeats_them_flipped_never_verbatim(tmp_path: Path, testdata: Path) -> None:
+    spec = media.MasterSpec(width=96, height=54, fps=25, seconds=14.0, crf=10, clips=("plane_clouds_720p30_6s.mp4",))
+    assert media.master_passes(spec) == 3  # 5.9 s of clips: as shot, mirrored, upside down
+    master = tmp_path / "master.mp4"
+    media.run(media.master_command(spec, master))
+    assert abs(media.probe(master).duration - 14.0) < 0.1
+    clip_seconds = media.probe(testdata / spec.clips[0]).duration
+    first, mirrored, flipped = (f.astype(np.float64) for f in media.read_frames(
+        master, times=[1.0, clip_seconds + 1.0, 2 * clip_seconds + 1.0], gray=True))
+    # Each later pass shows the same picture flipped, so it differs from the first pass as it is.
+    for later, undo in ((mirrored, first[:, ::-1]), (flipped, first[::-1, :])):
+        assert np.abs(later - undo).mean() < 0.2 * np.abs(later - first).mean()
+
+
+def test_collusion_runs_on_a_title_with_enough_positions_for_mixing_of_three(testdata: Path) -> None:
+    from bench import robustness
+
+    config = robustness.full_config()
+    title = config.collusion_profile
+    # 10^6 candidates: mixing of three needs ~360 positions of 1 s (`python -m bench.scoring --plan`).
+    assert title.position_seconds == 1.0 and title.master.seconds >= 360
+    assert {a.copies for a in config.collusion} == {2, 3}
+    assert all(sum(a.segment_seconds) >= title.master.seconds for a in config.collusion if a.combine == "mix")
+    # The single-leaker master stays the 184 s one, built as before (as shot, then mirrored).
+    assert config.master.seconds == 184.0 and media.master_passes(config.master) == 2
+    groups = robustness.collusion_colluders(config)
+    assert [len(g) for g in groups] == [2, 2, 3] and len({t for g in groups for t in g}) == 7
+
+
 # ------------------------------------------------------------------------------------------ scripts
 
 
