@@ -21,6 +21,9 @@ accused anywhere.
 
     .venv/bin/python -m bench.robustness            # full run, writes BENCHMARKS.md (~1 h)
     .venv/bin/python -m bench.robustness --quick    # tiny inputs, a minute or two, no write
+    .venv/bin/python -m bench.robustness --kinds collusion --skip-peers --no-write --jobs 2
+        # one part only (saved in bench/out/robustness-collusion/cases.json), then merge the parts:
+    .venv/bin/python -m bench.robustness --report-from bench/out/RUN-1/cases.json bench/out/RUN-2/cases.json
 """
 
 from __future__ import annotations
@@ -220,7 +223,7 @@ def run_engine_cases(config: Config, master: Path, workdir: Path, *, deadline: f
     are recorded as not run. Progress is saved to workdir/cases.json after each case. With
     `titles_from`, the titles prepared by an earlier or concurrent run in that folder are used
     instead of preparing."""
-    facts: dict = {"prepare_seconds": {}, "titles": {}}
+    facts: dict = {"command": report.command_line("bench.robustness"), "prepare_seconds": {}, "titles": {}}
     needed: list[Profile] = []
     if "single" in kinds:
         needed += config.profiles
@@ -578,14 +581,16 @@ def merge_cases(plan: list[Case], runs: list[list[Case]]) -> tuple[list[Case], l
 
 
 def saved_facts(config: Config, cases_files: list[Path]) -> dict:
-    """Prepare times and title folders of the runs that wrote `cases_files`, merged (a run without
-    a titles entry prepared its titles in its own folder)."""
-    facts: dict = {"prepare_seconds": {}, "titles": {}}
+    """Commands, prepare times and title folders of the runs that wrote `cases_files`, merged (a run
+    without a titles entry prepared its titles in its own folder)."""
+    facts: dict = {"prepare_seconds": {}, "titles": {}, "commands": {}}
     profiles = [*config.profiles, *([config.collusion_profile] if config.collusion_profile else [])]
     for path in cases_files:
         run_dir = path.parent
         saved = json.loads((run_dir / "facts.json").read_text()) if (run_dir / "facts.json").exists() else {}
         facts["prepare_seconds"].update(saved.get("prepare_seconds", {}))
+        if "command" in saved:
+            facts["commands"][str(path)] = saved["command"]
         found = {p.name: str(run_dir / p.folder) for p in profiles if (run_dir / p.folder / "key.json").exists()}
         for name, folder in {**found, **saved.get("titles", {})}.items():
             facts["titles"].setdefault(name, folder)
@@ -729,6 +734,9 @@ def main(argv: list[str] | None = None) -> int:
                         "replaces a \"not run\" placeholder of another run): "
                         + ", ".join(f"`{Path(p).relative_to(media.REPO_ROOT) if Path(p).is_absolute() else p}`"
                                     for p in args.report_from) + ".")
+        if facts["commands"]:
+            sections.append("Commands of those runs (where recorded):\n\n" + "\n".join(
+                f"- `{path}`: `{command}`" for path, command in facts["commands"].items()))
         if superseded:
             sections.append("Cases of those runs that the current plan no longer holds (not in the table): "
                             + "; ".join(f"{c.kind} {c.attack} on {c.profile} positions of the "

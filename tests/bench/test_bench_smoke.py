@@ -140,6 +140,20 @@ def test_collusion_runs_on_a_title_with_enough_positions_for_mixing_of_three(tes
     assert [len(g) for g in groups] == [2, 2, 3] and len({t for g in groups for t in g}) == 7
 
 
+def test_a_merged_report_keeps_the_plan_and_sets_aside_an_earlier_plan_s_cases() -> None:
+    from bench.robustness import Case, merge_cases
+
+    plan = [Case("single", "2 s", "CRF 23", ["v0"], error="not run: planned"),
+            Case("collusion", "long 1 s", "mix", ["v1", "v2"], error="not run: planned")]
+    earlier = [Case("collusion", "2 s", "mix", ["v3", "v4"], ok=False),  # the old collusion title
+               Case("single", "2 s", "CRF 23", ["v0"], error="not run: time budget exhausted")]
+    later = [Case("single", "2 s", "CRF 23", ["v0"], ok=True),
+             Case("collusion", "long 1 s", "mix", ["v1", "v2"], ok=True)]
+    merged, outside = merge_cases(plan, [earlier, later])
+    assert [(c.kind, c.profile, c.ok) for c in merged] == [("single", "2 s", True), ("collusion", "long 1 s", True)]
+    assert [(c.profile, c.attack) for c in outside] == [("2 s", "mix")]
+
+
 # ------------------------------------------------------------------------------------------ scripts
 
 
