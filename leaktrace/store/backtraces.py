@@ -14,12 +14,13 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, select
 
-from leaktrace.ids import is_id, now_ms
+from leaktrace.ids import now_ms
 from leaktrace.store.db import Database
 from leaktrace.store.errors import InvalidInput, NotFound
 from leaktrace.store.jobs import input_file_name
 from leaktrace.store.listing import Page, Sort, fetch_page
 from leaktrace.store.models import AccessRecord, Backtrace, BacktraceTag, File, Job, Pipeline
+from leaktrace.store.ownership import owned
 from leaktrace.store.pipelines import resolve_input
 
 log = logging.getLogger(__name__)
@@ -66,13 +67,13 @@ def create(
 ) -> Backtrace:
     """Validate references and store a QUEUED backtrace with a file record for the leaked copy."""
     with db.write() as session:
-        job = session.get(Job, job_id) if is_id(job_id) else None
-        if job is None or job.user_id != user_id:
+        job = owned(session, Job, job_id, user_id=user_id)
+        if job is None:
             raise InvalidInput(f"job_id: job {job_id} does not exist")
         if not job.autograph_enabled:
             raise InvalidInput(f"job_id: job {job_id} was not submitted with autograph")
-        pipeline = session.get(Pipeline, pipeline_id) if is_id(pipeline_id) else None
-        if pipeline is None or pipeline.user_id != user_id:
+        pipeline = owned(session, Pipeline, pipeline_id, user_id=user_id)
+        if pipeline is None:
             raise InvalidInput(f"pipeline {pipeline_id} does not exist")
         now = now_ms()
         location = resolve_input(pipeline, input_name)  # refuses names leaving the pipeline's folder
@@ -108,8 +109,8 @@ def create(
 def get(db: Database, *, user_id: str, backtrace_id: str) -> Backtrace:
     """One of the account's backtraces; NotFound otherwise."""
     with db.read() as session:
-        backtrace = session.get(Backtrace, backtrace_id) if is_id(backtrace_id) else None
-    if backtrace is None or backtrace.user_id != user_id:
+        backtrace = owned(session, Backtrace, backtrace_id, user_id=user_id)
+    if backtrace is None:
         raise NotFound("Backtrace does not exist")
     return backtrace
 

@@ -15,11 +15,11 @@ from typing import Any
 
 from sqlalchemy import ColumnElement, Select, select
 
-from leaktrace.ids import is_id
 from leaktrace.store.db import Database
 from leaktrace.store.errors import InvalidInput, NotFound
 from leaktrace.store.listing import Page, Sort, fetch_page
 from leaktrace.store.models import File
+from leaktrace.store.ownership import owned
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,8 @@ def parse_types(raw: str | None) -> tuple[str, ...] | None:
 def get(db: Database, *, user_id: str, file_id: str) -> File:
     """One of the account's files; NotFound otherwise."""
     with db.read() as session:
-        file = session.get(File, file_id) if is_id(file_id) else None
-    if file is None or file.user_id != user_id:
+        file = owned(session, File, file_id, user_id=user_id)
+    if file is None:
         raise NotFound("Requested file does not exist")
     return file
 
@@ -117,8 +117,8 @@ def delete_file(db: Database, *, user_id: str, file_id: str, blob_root: Path | N
     record goes, and the bytes are left for the storage's own expiry).
     """
     with db.write() as session:
-        file = session.get(File, file_id) if is_id(file_id) else None
-        if file is None or file.user_id != user_id:
+        file = owned(session, File, file_id, user_id=user_id)
+        if file is None:
             raise NotFound("Requested file does not exist")
         if file.type == "folder":
             raise InvalidInput("a pipeline's folder is deleted with its pipeline")

@@ -20,6 +20,7 @@ from leaktrace.store.db import Database
 from leaktrace.store.errors import InvalidInput, NotFound
 from leaktrace.store.listing import Page, Sort, fetch_page
 from leaktrace.store.models import File, Job, Pipeline, Preset
+from leaktrace.store.ownership import owned
 from leaktrace.store.pipelines import resolve_input
 
 log = logging.getLogger(__name__)
@@ -93,8 +94,8 @@ def create(
 ) -> Job:
     """Validate references and store a QUEUED job with a file record for its input."""
     with db.write() as session:
-        pipeline = session.get(Pipeline, pipeline_id) if is_id(pipeline_id) else None
-        if pipeline is None or pipeline.user_id != user_id:
+        pipeline = owned(session, Pipeline, pipeline_id, user_id=user_id)
+        if pipeline is None:
             raise InvalidInput(f"pipeline {pipeline_id} does not exist")
         for index, output in enumerate(outputs):
             preset_id = output["preset_id"]
@@ -171,8 +172,8 @@ def create(
 def get(db: Database, *, user_id: str, job_id: str) -> Job:
     """One of the account's jobs; NotFound otherwise."""
     with db.read() as session:
-        job = session.get(Job, job_id) if is_id(job_id) else None
-    if job is None or job.user_id != user_id:
+        job = owned(session, Job, job_id, user_id=user_id)
+    if job is None:
         raise NotFound("Job does not exist")
     return job
 
@@ -227,8 +228,8 @@ def delete_job(db: Database, *, user_id: str, job_id: str) -> None:
     The job's file records go with it; a worker that later picks up the id finds nothing to do.
     """
     with db.write() as session:
-        job = session.get(Job, job_id) if is_id(job_id) else None
-        if job is None or job.user_id != user_id:
+        job = owned(session, Job, job_id, user_id=user_id)
+        if job is None:
             raise NotFound("Job does not exist")
         session.execute(delete(File).where(File.job_id == job.id))
         session.delete(job)

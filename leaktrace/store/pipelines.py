@@ -16,11 +16,12 @@ from urllib.parse import unquote, urlsplit
 from sqlalchemy import ColumnElement, select
 from sqlalchemy.orm import Session
 
-from leaktrace.ids import is_id, new_id, now_ms
+from leaktrace.ids import new_id, now_ms
 from leaktrace.store.db import Database
 from leaktrace.store.errors import InvalidInput, NotFound
 from leaktrace.store.listing import Page, Sort, fetch_page
 from leaktrace.store.models import Backtrace, File, Job, Pipeline
+from leaktrace.store.ownership import owned
 
 DEFAULT_NAME = "Default Pipeline"
 ONGOING = ("QUEUED", "PROCESSING")
@@ -110,8 +111,8 @@ def create(db: Database, *, user_id: str, values: dict[str, Any]) -> Pipeline:
 def get(db: Database, *, user_id: str, pipeline_id: str) -> Pipeline:
     """One of the account's pipelines; NotFound otherwise."""
     with db.read() as session:
-        pipeline = session.get(Pipeline, pipeline_id) if is_id(pipeline_id) else None
-    if pipeline is None or pipeline.user_id != user_id:
+        pipeline = owned(session, Pipeline, pipeline_id, user_id=user_id)
+    if pipeline is None:
         raise NotFound("Pipeline does not exist")
     return pipeline
 
@@ -136,8 +137,8 @@ def update(db: Database, *, user_id: str, pipeline_id: str, changes: dict[str, A
         raise InvalidInput("name cannot be reset")
     _check_locations(changes)
     with db.write() as session:
-        pipeline = session.get(Pipeline, pipeline_id) if is_id(pipeline_id) else None
-        if pipeline is None or pipeline.user_id != user_id:
+        pipeline = owned(session, Pipeline, pipeline_id, user_id=user_id)
+        if pipeline is None:
             raise NotFound("Pipeline does not exist")
         for key in FIELDS:
             if key in changes:
@@ -154,8 +155,8 @@ def update(db: Database, *, user_id: str, pipeline_id: str, changes: dict[str, A
 def delete(db: Database, *, user_id: str, pipeline_id: str) -> None:
     """Delete a pipeline and its root folder, unless it is the default one or pending work uses it."""
     with db.write() as session:
-        pipeline = session.get(Pipeline, pipeline_id) if is_id(pipeline_id) else None
-        if pipeline is None or pipeline.user_id != user_id:
+        pipeline = owned(session, Pipeline, pipeline_id, user_id=user_id)
+        if pipeline is None:
             raise NotFound("Pipeline does not exist")
         if pipeline.is_default:
             raise InvalidInput("the Default Pipeline cannot be deleted")
