@@ -6,8 +6,9 @@
 3. trace / `ffmpeg` just decoding the leak (target <= 2);
 4. scoring 10^6 candidates over a 3600-position title (target < 30 s).
 
-The machine is shared, so each baseline is measured right before and after the engine step and
-averaged, and copies are repeated (median).
+The machine is shared, so each baseline is measured next to its engine step: the plain encode
+after each of two prepares, the leak decode before each of three traces (ratios of medians), and
+copies are repeated (median).
 
     .venv/bin/python -m bench.speed            # full run, writes BENCHMARKS.md
     .venv/bin/python -m bench.speed --quick    # tiny inputs, seconds, no write
@@ -36,15 +37,17 @@ class Config:
     master: media.MasterSpec
     copy_repeats: int
     trace_tags: int
+    trace_repeats: int
+    prepare_repeats: int
     scoring_candidates: int
     scoring_positions: int
     position_seconds: float
 
 
 # The quick master is short, so it uses 1 s positions: enough of them for the trace to accuse.
-FULL = Config(master=media.MasterSpec(), copy_repeats=5, trace_tags=100,
+FULL = Config(master=media.MasterSpec(), copy_repeats=5, trace_tags=100, trace_repeats=3, prepare_repeats=2,
               scoring_candidates=1_000_000, scoring_positions=3600, position_seconds=2.0)
-QUICK = Config(master=media.QUICK_MASTER, copy_repeats=3, trace_tags=10,
+QUICK = Config(master=media.QUICK_MASTER, copy_repeats=3, trace_tags=10, trace_repeats=1, prepare_repeats=1,
                scoring_candidates=10_000, scoring_positions=360, position_seconds=1.0)
 
 
@@ -63,17 +66,21 @@ def plain_x264_seconds(master: Path, out_path: Path, manifest: dict) -> float:
     return media.run(cmd, what="plain x264 encode")
 
 
-def measure_prepare(master: Path, workdir: Path, position_seconds: float) -> dict:
-    """Prepare with the default settings, then two plain encodes of the same rendition and settings."""
+def measure_prepare(master: Path, workdir: Path, position_seconds: float, repeats: int) -> dict:
+    """Prepare with the default settings and a plain encode of the same rendition and settings,
+    alternately, `repeats` times each; the ratio is of the medians."""
     outdir = workdir / "title"
-    log("prepare (engine defaults) ...")
-    prepare_s = engine.prepare(master, outdir, position_seconds=position_seconds)
-    manifest = json.loads((outdir / "manifest.json").read_text())
-    log("plain x264 encodes ...")
-    plain = [plain_x264_seconds(master, workdir / "plain.mp4", manifest) for _ in range(2)]
-    plain_s = statistics.mean(plain)
-    return {"outdir": outdir, "manifest": manifest, "prepare_s": prepare_s, "plain_s": plain_s,
-            "plain_runs": plain, "ratio": prepare_s / plain_s}
+    prepares, plain = [], []
+    for run in range(repeats):
+        shutil.rmtree(outdir, ignore_errors=True)
+        log(f"prepare {run + 1}/{repeats} (engine defaults) ...")
+        prepares.append(engine.prepare(master, outdir, position_seconds=position_seconds))
+        manifest = json.loads((outdir / "manifest.json").read_text())
+        log(f"plain x264 encode {run + 1}/{repeats} ...")
+        plain.append(plain_x264_seconds(master, workdir / "plain.mp4", manifest))
+    prepare_s, plain_s = statistics.median(prepares), statistics.median(plain)
+    return {"outdir": outdir, "manifest": manifest, "prepare_s": prepare_s, "prepare_runs": prepares,
+            "plain_s": plain_s, "plain_runs": plain, "ratio": prepare_s / plain_s}
 
 
 def measure_copy(outdir: Path, workdir: Path, repeats: int) -> dict:
@@ -99,21 +106,24 @@ def measure_copy(outdir: Path, workdir: Path, repeats: int) -> dict:
             "ratio": plain_s / copy_s}
 
 
-def measure_trace(master: Path, outdir: Path, workdir: Path, n_tags: int) -> dict:
-    """Trace an H.264 CRF 23 re-encode of a copy (whole title) against `n_tags` real tags,
-    between two ffmpeg decodes of the same leak."""
+def measure_trace(master: Path, outdir: Path, workdir: Path, n_tags: int, repeats: int) -> dict:
+    """Trace an H.264 CRF 23 re-encode of a copy (whole title) against `n_tags` real tags, `repeats`
+    times, each run after an ffmpeg decode of the same leak; the ratio is of the medians."""
     tags = [f"speed-viewer-{i}" for i in range(n_tags)]
     copy = workdir / "leak-source.mp4"
     engine.copy(outdir, tags[0], copy)
     leak, _ = media.apply_attack(media.attack_suite()[0], [copy], workdir / "leak")
     decode_cmd = [media.FFMPEG, "-hide_banner", "-loglevel", "error", "-i", str(leak), "-f", "null", "-"]
-    decode = [media.run(decode_cmd, what="decode leak")]
-    log("trace ...")
-    result = engine.trace(leak, outdir, tags, tags_file=workdir / "tags.txt")
-    decode.append(media.run(decode_cmd, what="decode leak"))
-    decode_s = statistics.mean(decode)
-    return {"leak_seconds": media.probe(leak).duration, "trace_s": result.seconds, "decode_s": decode_s,
-            "ratio": result.seconds / decode_s, "accused": result.accused_tags, "true_tag": tags[0],
+    decodes, traces = [], []
+    for run in range(repeats):
+        decodes.append(media.run(decode_cmd, what="decode leak"))
+        log(f"trace {run + 1}/{repeats} ...")
+        result = engine.trace(leak, outdir, tags, tags_file=workdir / "tags.txt")
+        traces.append(result.seconds)
+    decode_s, trace_s = statistics.median(decodes), statistics.median(traces)
+    return {"leak_seconds": media.probe(leak).duration, "trace_s": trace_s, "decode_s": decode_s,
+            "trace_runs": traces, "decode_runs": decodes,
+            "ratio": trace_s / decode_s, "accused": result.accused_tags, "true_tag": tags[0],
             "stages": result.raw.get("seconds", {})}
 
 
@@ -162,23 +172,26 @@ def main(argv: list[str] | None = None) -> int:
 
     master = media.build_master(config.master)
     info = media.probe(master)
-    prep = measure_prepare(master, workdir, config.position_seconds)
+    prep = measure_prepare(master, workdir, config.position_seconds, config.prepare_repeats)
     copy = measure_copy(prep["outdir"], workdir, config.copy_repeats)
-    tr = measure_trace(master, prep["outdir"], workdir, config.trace_tags)
+    tr = measure_trace(master, prep["outdir"], workdir, config.trace_tags, config.trace_repeats)
     log(f"scoring {config.scoring_candidates:,} candidates x {config.scoring_positions} positions ...")
     sc = measure_scoring(config.scoring_candidates, config.scoring_positions)
 
     enc = prep["manifest"]["encoder"]
     rows = [
         ["prepare / plain x264 encode",
-         f"{prep['prepare_s']:.1f} s / {prep['plain_s']:.1f} s (runs {', '.join(f'{x:.1f}' for x in prep['plain_runs'])})",
+         f"{prep['prepare_s']:.1f} s / {prep['plain_s']:.1f} s (medians of {config.prepare_repeats}, alternating: prepare "
+         f"{', '.join(f'{x:.1f}' for x in prep['prepare_runs'])}, plain {', '.join(f'{x:.1f}' for x in prep['plain_runs'])})",
          f"{prep['ratio']:.2f}", f"<= {TARGETS['prepare']}", _verdict(prep["ratio"] <= TARGETS["prepare"])],
         ["copy throughput / plain file copy",
          f"{copy['copy_mb_s']:.0f} MB/s / {copy['plain_mb_s']:.0f} MB/s ({copy['bytes'] / 1e6:.1f} MB, median of {config.copy_repeats})",
          f"{copy['ratio']:.2f}", f">= {TARGETS['copy']}", _verdict(copy["ratio"] >= TARGETS["copy"])],
         ["trace / ffmpeg decode of the leak",
-         f"{tr['trace_s']:.1f} s / {tr['decode_s']:.1f} s ({tr['leak_seconds']:.0f} s leak, {config.trace_tags} tags; "
-         f"stages {', '.join(f'{k} {v:.1f}' for k, v in tr['stages'].items())})",
+         f"{tr['trace_s']:.1f} s / {tr['decode_s']:.1f} s (medians of {config.trace_repeats}: trace "
+         f"{', '.join(f'{x:.1f}' for x in tr['trace_runs'])}, decode {', '.join(f'{x:.1f}' for x in tr['decode_runs'])}; "
+         f"{tr['leak_seconds']:.0f} s leak, {config.trace_tags} tags; last run's stages "
+         f"{', '.join(f'{k} {v:.1f}' for k, v in tr['stages'].items())})",
          f"{tr['ratio']:.2f}", f"<= {TARGETS['trace']}", _verdict(tr["ratio"] <= TARGETS["trace"])],
         [f"scoring {sc['n_candidates']:,} candidates x {sc['n_positions']} positions",
          f"{sc['seconds']:.1f} s", f"{sc['seconds']:.1f} s", f"< {TARGETS['scoring_seconds']:g} s",
@@ -188,11 +201,11 @@ def main(argv: list[str] | None = None) -> int:
     body = (f"Input: the robustness master, {info.width}x{info.height}, {float(info.fps):g} fps, "
             f"{info.duration:.0f} s, {info.frames} frames. Prepare with the engine defaults "
             f"(libx264 preset {enc['preset']}, CRF {enc['crf']}, {prep['manifest']['frames_per_position']}-frame "
-            f"closed GOPs, {config.position_seconds:g} s positions); the plain encode is the ffmpeg CLI with the same preset, CRF and GOP "
-            f"(mean of two runs). Copy: `assemble.write_copy` against `shutil.copyfile` of a file of the "
+            f"closed GOPs, {config.position_seconds:g} s positions); the plain encode is the ffmpeg CLI with the same preset, CRF and GOP, "
+            f"run after each prepare. Copy: `assemble.write_copy` against `shutil.copyfile` of a file of the "
             f"same size. Trace: the CLI (`leaktrace autograph trace --json`, process start included) on an "
             f"H.264 CRF 23 re-encode of a copy; accused {tr['accused']} (true {tr['true_tag']}). Decode "
-            f"baseline: `ffmpeg -i LEAK -f null -` (mean of two runs). Scoring: {sc['how']}.\n\n{table}")
+            f"baseline: `ffmpeg -i LEAK -f null -`, run before each trace. Scoring: {sc['how']}.\n\n{table}")
     print(body)
     failures = [row[0] for row in rows if row[-1] != "ok"]
     if args.json_out:

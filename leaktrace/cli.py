@@ -7,12 +7,15 @@ import json
 import logging
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.console import Console
 
 from leaktrace.autograph.cli import app as autograph_app
-from leaktrace.config import Settings, get_settings
+
+if TYPE_CHECKING:
+    from leaktrace.config import Settings
 
 app = typer.Typer(help="Leaktrace: forensic video watermarking and leak tracing.", no_args_is_help=True)
 app.add_typer(autograph_app, name="autograph")
@@ -22,6 +25,13 @@ app.add_typer(admin_app, name="admin")
 err = Console(stderr=True)
 DEMO_NAME = "demo"
 DEMO_CREDENTIALS = "demo-credentials.json"
+
+
+def _settings() -> Settings:
+    """The service settings, imported on first use: `leaktrace autograph` needs none of the service stack."""
+    from leaktrace.config import get_settings
+
+    return get_settings()
 
 
 def _database(settings: Settings):  # type: ignore[no-untyped-def]
@@ -47,7 +57,7 @@ def serve(
     from leaktrace.tasks.queue import make_queue
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
+    settings = _settings()
     if settings.public_url is None:
         settings = settings.model_copy(update={"public_url": f"http://{host}:{port}"})
     db = _database(settings)
@@ -72,7 +82,7 @@ def worker(threads: int = typer.Option(None, help="Consumer threads (default LEA
     from leaktrace.tasks.queue import make_queue, process_consumer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = get_settings()
+    settings = _settings()
     _database(settings)
     process_consumer(make_queue(settings), workers=threads or settings.worker_threads).run()
 
@@ -88,7 +98,7 @@ def create_app_command(
     from leaktrace.store import accounts
     from leaktrace.store.errors import InvalidInput
 
-    settings = get_settings()
+    settings = _settings()
     db = _database(settings)
     try:
         scope_list = accounts.parse_scopes(scopes)
@@ -107,7 +117,7 @@ def reset_secret(client_id: str = typer.Option(..., help="The application's clie
     from leaktrace.store import accounts
     from leaktrace.store.errors import NotFound
 
-    settings = get_settings()
+    settings = _settings()
     try:
         application, secret = accounts.reset_client_secret(_database(settings), settings.fernet(), client_id=client_id)
     except NotFound:
@@ -125,7 +135,7 @@ def demo(reset: bool = typer.Option(False, "--reset", help="Issue a new secret f
     """
     from leaktrace.store import accounts
 
-    settings = get_settings()
+    settings = _settings()
     db = _database(settings)
     path = settings.data_dir / DEMO_CREDENTIALS
     user = accounts.find_user_by_name(db, name=DEMO_NAME)
@@ -179,7 +189,7 @@ def sign_link(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--client-secret") from None
     try:
-        origin = signing.origin(base_url or get_settings().base_url)
+        origin = signing.origin(base_url or _settings().base_url)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--base-url") from None
     link = signing.download_link(

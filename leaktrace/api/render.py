@@ -70,6 +70,7 @@ class RenderContext:
     expand: frozenset[str] = frozenset()
     expand_all: bool = False
     _cache: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)
+    _shorts: dict[tuple[str, str, bool], dict[str, Any]] = field(default_factory=dict)
 
     def href(self, collection: str, object_id: str | None = None) -> str:
         """The public URL of a collection or of one object in it."""
@@ -95,7 +96,16 @@ class RenderContext:
         collection = collection or kind + "s"
         if self.expand_all or kind in self.expand:
             return Ref(kind, object_id, collection, extra, href)
-        return _short(self, object_id, collection, extra, href)
+        if extra:
+            return _short(self, object_id, collection, extra, href)
+        # A page names the same few objects (its pipeline, application, user, presets) on every
+        # item: each short reference is built once per request and shared, which is safe because
+        # presented bodies are only ever read after they are built.
+        key = (collection, object_id, href)
+        short = self._shorts.get(key)
+        if short is None:
+            short = self._shorts[key] = _short(self, object_id, collection, None, href)
+        return short
 
     def obj(self, mapping: dict[str, Any]) -> dict[str, Any]:
         """A dict a presenter built, without its null values unless `show_null`."""

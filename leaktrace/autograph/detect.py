@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import scipy.fft
 
 from leaktrace.autograph import align
 
@@ -55,26 +56,25 @@ def position_z(residual: np.ndarray, weight: np.ndarray, templates: np.ndarray) 
     # no per-pixel noise whitening: the mark is masked into busy areas, where codec noise is too, and
     # weighting by inverse local power halved z on real clips
     r = highpass(residual.astype(np.float32), weight) * weight
-    r_hat = np.fft.rfft2(r)
-    w_hat = np.fft.rfft2(weight)
     dy = np.minimum(np.arange(h), h - np.arange(h))[:, None]
     dx = np.minimum(np.arange(w), w - np.arange(w))[None, :]
     far = (np.maximum(dy, dx) >= DECOY_MIN_SHIFT)
     grid = np.zeros((h, w), bool)
     grid[::DECOY_STEP, ::DECOY_STEP] = True
     decoys = far & grid
-    t_hat = [np.fft.rfft2(t.astype(np.float32)) for t in templates]
-    scores, energies = [], []
-    for v in range(2):
-        t = templates[v].astype(np.float32)
-        # correlation c(s) = sum_x r(x) t(x - s), template energy e(s) = sum_x w(x) t(x - s)^2
-        c = np.fft.irfft2(r_hat * np.conj(t_hat[v]), s=(h, w))
-        energies.append(np.maximum(np.fft.irfft2(w_hat * np.conj(np.fft.rfft2(t * t)), s=(h, w)), 1e-9))
-        scores.append(c / np.sqrt(energies[v]))
+    t_a, t_b = templates.astype(np.float32)
+    # correlation c_v(s) = sum_x r(x) t_v(x - s), template energy e_v(s) = sum_x w(x) t_v(x - s)^2 and
+    # the A/B cross energy, all through one batch of single-precision FFTs
+    spectra = scipy.fft.rfft2(np.stack([r, weight, t_a, t_b, t_a * t_a, t_b * t_b, t_a * t_b]), workers=1)
+    r_hat, w_hat, a_hat, b_hat, aa_hat, bb_hat, ab_hat = spectra
+    c_a, c_b, e_a, e_b, e_ab = scipy.fft.irfft2(
+        np.stack([r_hat * np.conj(a_hat), r_hat * np.conj(b_hat),
+                  w_hat * np.conj(aa_hat), w_hat * np.conj(bb_hat), w_hat * np.conj(ab_hat)]), s=(h, w), workers=1)
+    e_a, e_b = np.maximum(e_a, 1e-9), np.maximum(e_b, 1e-9)
+    scores = [c_a / np.sqrt(e_a), c_b / np.sqrt(e_b)]
     # A and B share the perceptual mask, so they overlap by chance (|rho| up to ~0.1): a strong A then
     # leaks a few z into B. Scoring each against the part of it the other cannot explain removes that.
-    cross = np.fft.irfft2(w_hat * np.conj(np.fft.rfft2(templates[0].astype(np.float32) * templates[1])), s=(h, w))
-    rho = np.clip(cross / np.sqrt(energies[0] * energies[1]), -0.9, 0.9)
+    rho = np.clip(e_ab / np.sqrt(e_a * e_b), -0.9, 0.9)
     scale = np.sqrt(1 - rho * rho)
     own = [(scores[0] - rho * scores[1]) / scale, (scores[1] - rho * scores[0]) / scale]
     z = np.zeros(2, np.float32)

@@ -38,6 +38,7 @@ master, so the share falls further at 1080p.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
@@ -220,14 +221,20 @@ class Reference:
         return np.stack([_unpack_template(self.templates_packed[position, v], float(self.template_scales[position, v]))
                          for v in (0, 1)])
 
-    def iter_luma(self, first: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-        """Yield (frame_index, uint8 (det_h, det_w)) for master frames first <= index < stop, in order."""
+    def iter_luma(self, first: int = 0, stop: int | None = None, *,
+                  cancel: threading.Event | None = None) -> Iterator[tuple[int, np.ndarray]]:
+        """Yield (frame_index, uint8 (det_h, det_w) view) for master frames first <= index < stop, in order.
+
+        The view is only valid until the next frame is yielded: copy it to keep it. Setting `cancel`
+        ends the iteration early.
+        """
         stop = self.n_frames if stop is None else min(stop, self.n_frames)
         if first >= stop:
             return
         with av.open(str(self.folder / "luma.mkv")) as container:
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            # no frame threads: at detection size they cost more in hand-offs than they gain
+            stream.thread_type = "SLICE"
             if first > 0:
                 container.seek(int((Fraction(first) / self.fps) / stream.time_base), stream=stream, backward=True)
             fps = float(self.fps)
@@ -235,18 +242,59 @@ class Reference:
                 index = int(round(frame.time * fps))
                 if index < first:
                     continue
-                if index >= stop:
+                if index >= stop or (cancel is not None and cancel.is_set()):
                     break
                 plane = frame.planes[0]
-                luma = np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
-                yield index, luma.copy()
+                yield index, np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[:, :plane.width]
 
-    def luma(self, first: int = 0, stop: int | None = None) -> np.ndarray:
+    def luma(self, first: int = 0, stop: int | None = None, *, cancel: threading.Event | None = None) -> np.ndarray:
         """uint8 (n, det_h, det_w): master frames first..stop-1 at detection resolution."""
-        frames = [luma for _, luma in self.iter_luma(first, stop)]
-        if not frames:
-            return np.zeros((0, self.det_height, self.det_width), np.uint8)
-        return np.stack(frames)
+        stop = self.n_frames if stop is None else min(stop, self.n_frames)
+        frames = np.zeros((max(stop - first, 0), self.det_height, self.det_width), np.uint8)
+        count = 0
+        for index, luma in self.iter_luma(first, stop, cancel=cancel):
+            frames[index - first] = luma
+            count = index - first + 1
+        return frames[:count]
+
+
+class LumaPrefetch:
+    """Master luma of a frame range, decoded on a background thread while the caller does other work.
+
+    `luma(first, stop)` then serves any range: the prefetched part from memory, the rest decoded
+    on the spot, so a prefetch that guessed the range wrong costs time, never correctness.
+    """
+
+    def __init__(self, ref: Reference, first: int, stop: int) -> None:
+        self.ref = ref
+        self.first = first
+        self._frames = np.zeros((0, ref.det_height, ref.det_width), np.uint8)
+        self._cancel = threading.Event()
+        self._thread = threading.Thread(target=self._decode, args=(first, stop), name="luma-prefetch", daemon=True)
+        self._thread.start()
+
+    def _decode(self, first: int, stop: int) -> None:
+        self._frames = self.ref.luma(first, stop, cancel=self._cancel)
+
+    def cancel(self) -> None:
+        """Stop decoding (if still running) and wait for the thread."""
+        self._cancel.set()
+        self._thread.join()
+
+    def luma(self, first: int, stop: int) -> np.ndarray:
+        """uint8 (n, det_h, det_w): master frames first..stop-1, as `Reference.luma` returns them."""
+        self._thread.join()
+        stop = min(stop, self.ref.n_frames)
+        have_first, have_stop = self.first, self.first + len(self._frames)
+        if self._cancel.is_set() or have_stop <= first or stop <= have_first:
+            return self.ref.luma(first, stop)
+        parts = []
+        if first < have_first:
+            parts.append(self.ref.luma(first, have_first))
+        parts.append(self._frames[max(first, have_first) - have_first:min(stop, have_stop) - have_first])
+        if stop > have_stop:
+            parts.append(self.ref.luma(have_stop, stop))
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
 def _load_fingerprints(path: Path) -> np.ndarray:

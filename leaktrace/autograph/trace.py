@@ -1,6 +1,7 @@
 """`trace()`: a leaked video + a prepared title + candidate tags -> who leaked it, with proof.
 
     leak ──decode once (PyAV, reference frames only, small gray frames)──► working frames
+        │    └─ after its first 20 s: their time line ──► master luma of the range decoded alongside
         ├─ black bars, fingerprints (a few crop guesses) ──► coarse time line (RANSAC)
         ├─ a few matched frame pairs ──► geometry (scale search + ECC) onto the master detection grid
         ├─ every frame warped small ──► fine time line, then the best master frame (±1) or erasure
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,12 @@ import cv2
 import numpy as np
 
 from leaktrace.autograph import align, detect
-from leaktrace.autograph.reference import Reference, fingerprint, load_reference
+from leaktrace.autograph.reference import LumaPrefetch, Reference, fingerprint, load_reference
 
 # progress(stage, done, total); stages: "decode", "align", "detect", "score"
 TraceProgress = Callable[[str, int, int], None]
+# on_head(frames uint8 (n, h, w), times float64 (n,) s, expected end time of the leak in s)
+HeadCallback = Callable[[np.ndarray, np.ndarray, float], None]
 
 # "does this leak show this title at all": below either gate, nothing is detected or scored
 MIN_INLIER_FRACTION = 0.35   # of sampled leak frames agreeing with the time line (other titles: < 0.1)
@@ -37,13 +40,20 @@ MIN_GEOMETRY_NCC = 0.6       # leak vs warped master on the matched pairs (this 
 # the first guess that at least CLEAR_INLIER_FRACTION of the samples agree with ends the search
 CROP_HYPOTHESES = (0.0, 0.03, 0.06, 0.09, 0.12)
 CLEAR_INLIER_FRACTION = 0.9
-TIME_MARGIN_SECONDS = 2.0    # master decoded around the coarse line: 2 s plus 15 % of the leak's length
+# master decoded around the coarse line: 2 s, plus 15 % of the leak's length unless the line is clear
+# (a clear RANSAC line over the whole leak is off by a frame or two, in rate as well as in offset)
+TIME_MARGIN_SECONDS = 2.0
 TIME_MARGIN_FRACTION = 0.15
 GEOMETRY_PAIRS = 6           # leak/master frame pairs for the geometry
 MATCH_SIZE = (80, 45)        # grid for choosing the master frame of each leak frame (w, h); h follows the master
 FRAME_NCC_DROP = 0.15        # a frame correlating this much below the clip median is an erasure...
 MIN_FRAME_NCC = 0.5          # ...and so is any frame below this
 SKIP_NONREF = True           # decode reference frames only: faster, and on real leaks z came out higher
+# (the loop filter stays on: skipping it saves about a fifth of the decode but cost z, 10th percentile
+# 75.6 -> 53.1 after H.264 CRF 23 and 46.9 -> 28.4 after H.265 CRF 32, 2 s positions at 540p)
+# once this much of the leak is decoded, its time line so far picks the master range to decode alongside
+HEAD_SECONDS = 20.0
+PREFETCH_MARGIN_FRACTION = 0.02
 DETECT_THREADS = 2
 
 
@@ -167,16 +177,19 @@ def working_factor(leak_size: tuple[int, int], ref: Reference) -> int:
 
 
 def decode_leak(path: str | Path, ref: Reference, *, skip_nonref: bool = SKIP_NONREF,
-                progress: TraceProgress | None = None) -> LeakClip:
+                on_head: HeadCallback | None = None, progress: TraceProgress | None = None) -> LeakClip:
     """Decode the leak once, straight to small gray frames.
 
     With skip_nonref the decoder skips frames no other frame refers to (most B-frames): they cost
     decode time, carry the mark no better than their references, and timestamps place the rest.
+    `on_head(frames, times, end)` is called once, after the first HEAD_SECONDS, with the frames so
+    far and the leak's expected end time (when the container tells it), so work can start early.
     """
     start = time.perf_counter()
-    frames: list[np.ndarray] = []
+    reduced: list[Future[np.ndarray]] = []
     times: list[float] = []
-    with av.open(str(path)) as container:
+    # the reduction runs on a second thread (OpenCV releases the GIL) while the decoder goes on
+    with av.open(str(path)) as container, ThreadPoolExecutor(max_workers=1) as reducer:
         stream = container.streams.video[0]
         stream.thread_type = "AUTO"
         if skip_nonref:
@@ -186,17 +199,32 @@ def decode_leak(path: str | Path, ref: Reference, *, skip_nonref: bool = SKIP_NO
         size = (leak_size[0] // factor, leak_size[1] // factor)
         total = stream.frames or 0
         rate = float(stream.average_rate or stream.guessed_rate or 25)
+        duration = container.duration / av.time_base if container.duration else None
         for frame in container.decode(stream):
-            luma = _luma(frame)[:size[1] * factor, :size[0] * factor]
-            frames.append(cv2.resize(luma, size, interpolation=cv2.INTER_AREA) if factor > 1 else luma.copy())
+            reduced.append(reducer.submit(_reduce, frame, size, factor))
             times.append(float(frame.time) if frame.time is not None else len(times) / rate)
-            if progress is not None and len(frames) % 50 == 0:
-                progress("decode", len(frames), max(total, len(frames)))
+            if on_head is not None and duration is not None and times[-1] - times[0] >= HEAD_SECONDS:
+                on_head(np.stack([f.result() for f in reduced]), np.asarray(times), times[0] + duration)
+                on_head = None
+            if len(reduced) > _REDUCE_BACKLOG:
+                reduced[-_REDUCE_BACKLOG].result()   # bounds the decoded frames held in memory
+            if progress is not None and len(reduced) % 50 == 0:
+                progress("decode", len(reduced), max(total, len(reduced)))
+        frames = [f.result() for f in reduced]
     if not frames:
         raise ValueError(f"{path}: no video frames")
     order = np.argsort(times, kind="stable")
     return LeakClip(np.stack(frames)[order], np.asarray(times, np.float64)[order], leak_size,
                     time.perf_counter() - start)
+
+
+_REDUCE_BACKLOG = 32  # decoded frames waiting for their reduction at most
+
+
+def _reduce(frame: av.VideoFrame, size: tuple[int, int], factor: int) -> np.ndarray:
+    """uint8 (h, w) working frame: the luma area-reduced by an integer factor to `size` (w, h)."""
+    luma = _luma(frame)[:size[1] * factor, :size[0] * factor]
+    return cv2.resize(luma, size, interpolation=cv2.INTER_AREA) if factor > 1 else luma.copy()
 
 
 def _luma(frame: av.VideoFrame) -> np.ndarray:
@@ -212,25 +240,49 @@ _EIGHT_BIT_YUV = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj
 
 # ----------------------------------------------------------------------------- align
 
-def align_leak(clip: LeakClip, ref: Reference, *, progress: TraceProgress | None = None) -> tuple[Alignment, np.ndarray | None, int]:
-    """Find time line, geometry and each leak frame's master frame.
-
-    Returns (alignment, master luma uint8 (m, det_h, det_w) for the frames the leak covers, index of
-    its first frame); the luma is None when the leak does not match.
-    """
-    n = len(clip.frames)
-    sample = clip.frames[np.linspace(0, n - 1, min(n, 60)).round().astype(int)]
-    box = align.content_box(sample)
-    fps = float(ref.fps)
-    leak_fp = align.box_fingerprints(clip.frames, box)
+def coarse_time_map(frames: np.ndarray, times: np.ndarray, ref: Reference) -> tuple[tuple[int, int, int, int], align.TimeMap]:
+    """The picture box (black bars removed) of uint8 leak frames (n, h, w) and their time line on the master."""
+    n = len(frames)
+    box = align.content_box(frames[np.linspace(0, n - 1, min(n, 60)).round().astype(int)])
+    leak_fp = align.box_fingerprints(frames, box)
     # the crop is unknown until the geometry is: try a few, keep the time line the most frames agree with
     time_map = None
     for crop in CROP_HYPOTHESES:
-        candidate = align.fit_time_map(leak_fp, clip.times, align.cropped_fingerprints(ref.fingerprints, crop), fps)
+        candidate = align.fit_time_map(leak_fp, times, align.cropped_fingerprints(ref.fingerprints, crop), float(ref.fps))
         if time_map is None or (candidate.inlier_fraction, candidate.similarity) > (time_map.inlier_fraction, time_map.similarity):
             time_map = candidate
         if time_map.inlier_fraction >= CLEAR_INLIER_FRACTION:
             break   # clear enough: the fine pass after the geometry settles the rest
+    return box, time_map
+
+
+def prefetch_master(head: np.ndarray, head_times: np.ndarray, leak_end: float, ref: Reference) -> LumaPrefetch | None:
+    """Start decoding the master range the leak's first seconds point at, while the rest of it decodes.
+
+    Only a clear time line is extrapolated; the range is widened by PREFETCH_MARGIN_FRACTION of the
+    leak's length for the error in rate. A wrong guess only costs the decode it wasted.
+    """
+    _, time_map = coarse_time_map(head, head_times, ref)
+    if time_map.inlier_fraction < CLEAR_INLIER_FRACTION:
+        return None
+    fps = float(ref.fps)
+    ends = time_map.master_time(np.array([head_times[0], leak_end])) * fps
+    margin = fps * (TIME_MARGIN_SECONDS + PREFETCH_MARGIN_FRACTION * (leak_end - head_times[0]))
+    first = max(0, int(np.floor(ends.min() - margin)))
+    stop = min(ref.n_frames, int(np.ceil(ends.max() + margin)) + 1)
+    return LumaPrefetch(ref, first, stop) if first < stop else None
+
+
+def align_leak(clip: LeakClip, ref: Reference, *, prefetch: LumaPrefetch | None = None,
+               progress: TraceProgress | None = None) -> tuple[Alignment, np.ndarray | None, int]:
+    """Find time line, geometry and each leak frame's master frame.
+
+    Returns (alignment, master luma uint8 (m, det_h, det_w) for the frames the leak covers, index of
+    its first frame); the luma is None when the leak does not match. Master luma already being
+    decoded by `prefetch` is used where it covers the range needed.
+    """
+    fps = float(ref.fps)
+    box, time_map = coarse_time_map(clip.frames, clip.times, ref)
     result = Alignment(False, "", time_map=time_map, box=box, working_size=(clip.frames.shape[2], clip.frames.shape[1]))
     if time_map.inlier_fraction < MIN_INLIER_FRACTION:
         result.reason = (f"the leak does not match this title: only {time_map.inlier_fraction:.0%} of sampled "
@@ -241,13 +293,14 @@ def align_leak(clip: LeakClip, ref: Reference, *, progress: TraceProgress | None
     if not inside.any():
         result.reason = "the leak does not match this title: its frames fall outside the master"
         return result, None, 0
-    # a generous master range: the coarse line may be off, in rate as well as in offset
-    margin = int(np.ceil(fps * (TIME_MARGIN_SECONDS + TIME_MARGIN_FRACTION * np.ptp(clip.times))))
+    # a generous master range unless the line is clear: a murky one may be off in rate as well as offset
+    extra = 0.0 if time_map.inlier_fraction >= CLEAR_INLIER_FRACTION else TIME_MARGIN_FRACTION * np.ptp(clip.times)
+    margin = int(np.ceil(fps * (TIME_MARGIN_SECONDS + extra)))
     first = max(0, int(np.floor(predicted[inside].min())) - margin)
     stop = min(ref.n_frames, int(np.ceil(predicted[inside].max())) + margin + 1)
     if progress is not None:
         progress("align", 0, 3)
-    master = ref.luma(first, stop)
+    master = (prefetch or ref).luma(first, stop)
 
     # geometry from a few well-spread leak frames that have texture
     candidates = np.flatnonzero(inside)
@@ -345,11 +398,21 @@ def observe(leak_path: str | Path, ref: Reference, *, progress: TraceProgress | 
             ) -> tuple[LeakClip, Alignment, Detection | None, dict[str, float]]:
     """Decode, align and detect: the per-position observations of a leak, before any scoring."""
     seconds: dict[str, float] = {}
-    clip = decode_leak(leak_path, ref, progress=progress)
-    seconds["decode"] = clip.decode_seconds
-    start = time.perf_counter()
-    alignment, master, first = align_leak(clip, ref, progress=progress)
-    seconds["align"] = time.perf_counter() - start
+    prefetch: LumaPrefetch | None = None
+
+    def on_head(frames: np.ndarray, times: np.ndarray, end: float) -> None:
+        nonlocal prefetch
+        prefetch = prefetch_master(frames, times, end, ref)
+
+    try:
+        clip = decode_leak(leak_path, ref, on_head=on_head, progress=progress)
+        seconds["decode"] = clip.decode_seconds
+        start = time.perf_counter()
+        alignment, master, first = align_leak(clip, ref, prefetch=prefetch, progress=progress)
+        seconds["align"] = time.perf_counter() - start
+    finally:
+        if prefetch is not None:
+            prefetch.cancel()
     if not alignment.matched:
         return clip, alignment, None, seconds
     start = time.perf_counter()

@@ -12,13 +12,13 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, and_, distinct, func, select
 
 from leaktrace.ids import now_ms
 from leaktrace.store.db import Database
 from leaktrace.store.errors import InvalidInput, NotFound
 from leaktrace.store.jobs import input_file_name
-from leaktrace.store.listing import Page, Sort, fetch_page
+from leaktrace.store.listing import Page, Sort, fetch_page, record_type
 from leaktrace.store.models import AccessRecord, Backtrace, BacktraceTag, File, Job, Pipeline
 from leaktrace.store.ownership import owned
 from leaktrace.store.pipelines import resolve_input
@@ -115,16 +115,37 @@ def get(db: Database, *, user_id: str, backtrace_id: str) -> Backtrace:
     return backtrace
 
 
-def _filtered(user_id: str, filters: BacktraceFilters) -> Select[Any]:
-    stmt = select(Backtrace.__table__).where(Backtrace.user_id == user_id)
+def _own_conditions(user_id: str, filters: BacktraceFilters) -> list[ColumnElement[bool]]:
+    """The filters a backtrace row answers by itself: its account and its status."""
+    conditions = [Backtrace.user_id == user_id]
     if filters.status is not None:
-        stmt = stmt.where(Backtrace.status == filters.status)
+        conditions.append(Backtrace.status == filters.status)
+    return conditions
+
+
+def _tag_matches(text: str) -> ColumnElement[bool]:
+    return BacktraceTag.autograph_tag.icontains(text, autoescape=True)
+
+
+def _filtered(user_id: str, filters: BacktraceFilters) -> Select[Any]:
+    stmt = select(Backtrace.__table__).where(*_own_conditions(user_id, filters))
     if filters.autograph_tag is not None:
-        matching = select(BacktraceTag.backtrace_id).where(
-            BacktraceTag.autograph_tag.icontains(filters.autograph_tag, autoescape=True)
-        )
-        stmt = stmt.where(Backtrace.id.in_(matching))
+        stmt = stmt.where(Backtrace.id.in_(select(BacktraceTag.backtrace_id).where(_tag_matches(filters.autograph_tag))))
     return stmt
+
+
+def _count_by_tag(user_id: str, filters: BacktraceFilters) -> Select[Any] | None:
+    """How to count the matches of a tag filter; None counts the filtered list itself.
+
+    A substring match can only be checked by reading every tag, and the list query does that to
+    collect the matching backtrace ids, then walks all of the account's backtraces looking each
+    one up among them. Counting that way does both again. Counting from the matching tags instead
+    costs the same read of the tags plus one primary-key lookup per match.
+    """
+    if filters.autograph_tag is None:
+        return None
+    own = select(Backtrace.id).where(Backtrace.id == BacktraceTag.backtrace_id, *_own_conditions(user_id, filters))
+    return select(func.count(distinct(BacktraceTag.backtrace_id))).where(_tag_matches(filters.autograph_tag), own.exists())
 
 
 def list_backtraces(
@@ -140,42 +161,44 @@ def list_backtraces(
             sort=sort,
             start=start,
             limit=limit,
+            count=_count_by_tag(user_id, filters),
         )
 
 
 def extracted_data(db: Database, backtraces: list[Backtrace]) -> dict[str, list[ExtractedTag]]:
     """For each backtrace id, its extracted tags with the access records of that tag's copies.
 
-    Two queries for any number of backtraces, so a page of 1000 costs the same as one.
+    One query for any number of backtraces, so a page of 1000 costs about what one costs: each
+    tag comes joined with the access records of its backtrace's job and account that carry it
+    (one row with empty record columns when there are none), in tag order, then access order.
     """
     ids = [b.id for b in backtraces]
     if not ids:
         return {}
+    tags, traced, access = BacktraceTag.__table__, Backtrace.__table__, AccessRecord.__table__
+    same_copies = and_(
+        access.c.job_id == traced.c.job_id, access.c.tag == tags.c.autograph_tag, access.c.user_id == traced.c.user_id
+    )
+    stmt = (
+        select(tags.c.backtrace_id, tags.c.position, tags.c.autograph_tag, *access.c)
+        .join(traced, traced.c.id == tags.c.backtrace_id)
+        .outerjoin(access, same_copies)
+        .where(tags.c.backtrace_id.in_(ids))
+        .order_by(tags.c.backtrace_id, tags.c.position, access.c.first_accessed_at, access.c.id)
+    )
     with db.read() as session:
-        tags = list(
-            session.execute(
-                select(BacktraceTag.__table__)
-                .where(BacktraceTag.backtrace_id.in_(ids))
-                .order_by(BacktraceTag.backtrace_id, BacktraceTag.position)
-            )
-        )
-        job_ids = {b.job_id for b in backtraces if b.job_id}
-        tag_names = {t.autograph_tag for t in tags}
-        records: dict[tuple[str | None, str], list[AccessRecord]] = defaultdict(list)
-        if tags and job_ids:
-            rows = session.execute(
-                select(AccessRecord.__table__)
-                .where(AccessRecord.job_id.in_(job_ids), AccessRecord.tag.in_(tag_names))
-                .order_by(AccessRecord.first_accessed_at, AccessRecord.id)
-            )
-            for record in rows:
-                records[(record.job_id, record.tag)].append(record)
-    job_of = {b.id: b.job_id for b in backtraces}
-    user_of = {b.id: b.user_id for b in backtraces}
+        rows = session.execute(stmt).all()
+    access_record = record_type(tuple(access.c.keys()))
     result: dict[str, list[ExtractedTag]] = defaultdict(list)
-    for tag in tags:
-        owned = [r for r in records[(job_of[tag.backtrace_id], tag.autograph_tag)] if r.user_id == user_of[tag.backtrace_id]]
-        result[tag.backtrace_id].append(ExtractedTag(autograph_tag=tag.autograph_tag, access_records=owned))
+    current: tuple[str, int] | None = None
+    for backtrace_id, position, autograph_tag, *columns in rows:
+        if (backtrace_id, position) != current:
+            current = (backtrace_id, position)
+            entry = ExtractedTag(autograph_tag=autograph_tag, access_records=[])
+            result[backtrace_id].append(entry)
+        record = access_record._make(columns)
+        if record.id is not None:
+            entry.access_records.append(record)
     return result
 
 

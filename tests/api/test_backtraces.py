@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from leaktrace.store.models import AccessRecord, Backtrace
 from tests.api.helpers import Account, finish_backtrace, submit_backtrace, submit_job
 
 STATS = {
@@ -104,3 +105,72 @@ def test_deleting_the_job_keeps_its_backtraces(client: TestClient, account: Acco
     shown = client.get(f"/v1/backtraces/{created['id']}?show_null=true", headers=account.headers).json()["backtrace"]
     assert shown["job"] is None and shown["status"] == "SUCCESS"
     assert [entry["autograph_tag"] for entry in shown["extracted_data"]] == ["kept"]
+
+
+def test_list_shows_each_tag_with_its_access_records_in_time_order(
+    client: TestClient, account: Account, other_account: Account, autograph_job: dict[str, Any], db  # type: ignore[no-untyped-def]
+) -> None:
+    both = submit_backtrace(client, account, autograph_job["id"])
+    one = submit_backtrace(client, account, autograph_job["id"])
+    queued = submit_backtrace(client, account, autograph_job["id"])
+    finish_backtrace(db, both["id"], [{"autograph_tag": "viewer-a", "access_stats": []}, {"autograph_tag": "viewer-b", "access_stats": []}])
+    finish_backtrace(db, one["id"], [{"autograph_tag": "viewer-a", "access_stats": []}])
+
+    def record(user_id: str, tag: str, first_accessed_at: int, ip_address: str) -> AccessRecord:
+        return AccessRecord(user_id=user_id, job_id=autograph_job["id"], tag=tag, ip_address=ip_address,
+                            first_accessed_at=first_accessed_at, percentage_obtained=12.4, streaming_only=True)  # fmt: skip
+
+    with db.write() as session:
+        session.add_all([
+            record(account.user_id, "viewer-a", 2000, "198.51.100.2"),
+            record(account.user_id, "viewer-a", 1000, "198.51.100.1"),
+            record(account.user_id, "viewer-b", 3000, "198.51.100.3"),
+            record(account.user_id, "viewer-c", 4000, "198.51.100.4"),  # a tag no backtrace extracted
+            record(other_account.user_id, "viewer-a", 500, "192.0.2.1"),  # not this account's record
+        ])  # fmt: skip
+
+    def stats(ip_address: str, first_accessed_at: int) -> dict[str, Any]:
+        return {"ip_address": ip_address, "ip_country": "N/A", "ip_type": "UNK", "user_agent": "N/A", "accept_language": "N/A",
+                "first_accessed_at": first_accessed_at, "percentage_obtained": "12%", "streaming_only": "yes"}  # fmt: skip
+
+    viewer_a = {"autograph_tag": "viewer-a", "access_stats": [stats("198.51.100.1", 1000), stats("198.51.100.2", 2000)]}
+    viewer_b = {"autograph_tag": "viewer-b", "access_stats": [stats("198.51.100.3", 3000)]}
+    listed = client.get("/v1/backtraces/", headers=account.headers).json()["backtraces"]
+    assert {b["id"]: b.get("extracted_data") for b in listed} == {
+        both["id"]: [viewer_a, viewer_b],
+        one["id"]: [viewer_a],
+        queued["id"]: None,
+    }
+
+
+def test_tag_filter_totals_count_each_matching_backtrace_once(
+    client: TestClient, account: Account, other_account: Account, autograph_job: dict[str, Any], db  # type: ignore[no-untyped-def]
+) -> None:
+    def finished(owner: Account, job_id: str, tags: list[str], status: str = "SUCCESS") -> str:
+        backtrace_id = submit_backtrace(client, owner, job_id)["id"]
+        finish_backtrace(db, backtrace_id, [{"autograph_tag": tag, "access_stats": []} for tag in tags])
+        with db.write() as session:
+            session.get(Backtrace, backtrace_id).status = status
+        return backtrace_id
+
+    finished(account, autograph_job["id"], ["viewer-x1", "viewer-x2"])  # two matching tags, one backtrace
+    finished(account, autograph_job["id"], ["viewer-x3"])
+    finished(account, autograph_job["id"], ["viewer-x4"], status="FAILURE")
+    finished(account, autograph_job["id"], ["other"])
+    submit_backtrace(client, account, autograph_job["id"])  # queued, no tags yet
+    other_job = submit_job(client, other_account, autograph={"watermark_strength": "light"})
+    finished(other_account, other_job["id"], ["viewer-x5"])
+
+    def total(query: str) -> int:
+        # limit=1 fills the page, so the total has to be counted rather than read off the page.
+        response = client.get(f"/v1/backtraces/?limit=1&{query}", headers=account.headers)
+        assert response.status_code == 200, response.text
+        return response.json()["total"]
+
+    assert total("extracted_data.autograph_tag=VIEWER-X") == 3
+    assert total("extracted_data.autograph_tag=viewer-x&status=SUCCESS") == 2
+    assert total("extracted_data.autograph_tag=viewer-x&status=FAILURE") == 1
+    assert total("extracted_data.autograph_tag=-x") == 3
+    assert total("extracted_data.autograph_tag=") == 4  # every backtrace with a tag
+    assert total("status=SUCCESS") == 3
+    assert total("") == 5

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from leaktrace.autograph import align
-from leaktrace.autograph.reference import ReferenceBuilder, load_reference
+from leaktrace.autograph.reference import LumaPrefetch, ReferenceBuilder, load_reference
 from leaktrace.autograph.trace import align_leak, decode_leak
 
 CLIP = "tears_of_steel_360p24_10s.mp4"   # 640x360, 24 fps
@@ -146,3 +146,13 @@ def test_a_different_clip_does_not_match(master: tuple[Path, Path, np.ndarray], 
     alignment, _, _ = align_leak(decode_leak(leak, ref), ref)
     assert not alignment.matched
     assert "does not match this title" in alignment.reason
+
+
+def test_prefetched_luma_serves_every_range_like_the_reference(master: tuple[Path, Path, np.ndarray]) -> None:
+    ref = load_reference(master[1])
+    prefetch = LumaPrefetch(ref, 40, 100)
+    for first, stop in [(40, 100), (50, 60), (0, 144), (30, 70), (90, 144), (0, 20), (120, 200), (100, 101)]:
+        assert np.array_equal(prefetch.luma(first, stop), ref.luma(first, stop)), (first, stop)
+    cancelled = LumaPrefetch(ref, 0, 144)
+    cancelled.cancel()
+    assert np.array_equal(cancelled.luma(10, 30), ref.luma(10, 30))

@@ -218,10 +218,12 @@ def test_nobody_accused_when_everything_is_erased_or_both():
     erased = accuse(leak_of(np.full(90, C.SYMBOL_ERASED)), key=KEY, tags=tags, simulate_tags=10_000)
     assert erased.accused == [] and erased.positions_observed == 0
     assert "all erased" in erased.reason
-    both = accuse(leak_of(np.full(90, C.SYMBOL_BOTH)), key=KEY, tags=tags, simulate_tags=10_000)
+    both = accuse(leak_of(np.full(90, C.SYMBOL_BOTH)), key=KEY, tags=tags, simulate_tags=10_000, seed=3)
     assert both.accused == [] and both.positions_observed == 90
     assert "no position shows a single variant (90 both, 0 erased)" in both.reason
-    assert both.runner_up.bound == pytest.approx(1.0)
+    # "Both" everywhere is what two averaged copies that differ everywhere would show, so the pair
+    # statistic may see some evidence for a pair that differs at many positions, never enough to accuse.
+    assert both.runner_up.bound > both.threshold
 
 
 # -------------------------------------------------------------------------------------- collusion

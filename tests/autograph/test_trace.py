@@ -8,6 +8,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -61,6 +62,25 @@ def test_the_leaker_is_accused_and_nobody_else(long_title: LongTitle) -> None:
     assert report.verdict.runner_up.tag != "alice"
     assert report.alignment.time_map.offset == pytest.approx(0.5, abs=0.5 / 24)
     assert len(report.detection.observed) >= 42
+
+
+def test_master_prefetched_during_the_decode_changes_no_observation(long_title: LongTitle, monkeypatch) -> None:
+    from leaktrace.autograph import trace as tracing
+    from leaktrace.autograph.reference import load_reference
+
+    ref = load_reference(long_title.outdir)
+    started = []
+    prefetch_master = tracing.prefetch_master
+    monkeypatch.setattr(tracing, "prefetch_master", lambda *a: started.append(prefetch_master(*a)) or started[-1])
+    monkeypatch.setattr(tracing, "HEAD_SECONDS", 10.0)
+    _, with_prefetch, detected, _ = tracing.observe(long_title.leak, ref)
+    assert len(started) == 1 and started[0] is not None
+    assert started[0].first <= with_prefetch.master_frames[with_prefetch.master_frames >= 0].min()
+    monkeypatch.setattr(tracing, "HEAD_SECONDS", 1e9)
+    _, without, reference_detection, _ = tracing.observe(long_title.leak, ref)
+    assert len(started) == 1
+    assert np.array_equal(with_prefetch.master_frames, without.master_frames)
+    np.testing.assert_array_equal(detected.z, reference_detection.z)
 
 
 def test_unmarked_copy_accuses_nobody(long_title: LongTitle, tmp_path: Path) -> None:
