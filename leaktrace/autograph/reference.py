@@ -15,9 +15,11 @@ Folder `OUTDIR/reference/`:
                        width/height, frame count, positions as [first_frame, frame_count] pairs,
                        fingerprint size
     luma.mkv           the unmarked master luma at detection resolution, one video frame per
-                       source frame (libx264 at constant QP 18, tune fastdecode, keyframe every
-                       48 frames, no B-frames; luma RMS error 1-2 levels, chroma planes constant).
-                       QP 18 keeps about 96 % of the z that QP 12 gives at 40 % of its size.
+                       source frame (libx264 at constant QP 18, preset superfast, tune fastdecode,
+                       keyframe every 48 frames, no B-frames; luma RMS error 1-2 levels, chroma
+                       planes constant). QP 18 keeps about 96 % of the z that QP 12 gives at 40 % of
+                       its size; superfast encodes in 1.0 ms a frame against veryfast's 1.9 ms
+                       (960x540 source) for 4 % more bytes.
     fingerprints.npy   int8 (n_frames, 18, 32): each frame as a zero-mean 32x18 thumbnail scaled
                        to peak 127, for temporal alignment (a flat frame is all zeros); the
                        loader turns them into unit-norm float32
@@ -134,7 +136,7 @@ class ReferenceBuilder:
         self._stream = self._container.add_stream("libx264", rate=self.fps)
         self._stream.width, self._stream.height, self._stream.pix_fmt = self.det_w, self.det_h, "yuv420p"
         # fastdecode (no CABAC, no deblocking): every trace decodes this, 44 % less CPU for 13 % more bytes
-        self._stream.options = {"qp": str(_LUMA_QP), "preset": "veryfast", "tune": "fastdecode", "g": str(_KEYINT),
+        self._stream.options = {"qp": str(_LUMA_QP), "preset": "superfast", "tune": "fastdecode", "g": str(_KEYINT),
                                 "bframes": "0", "threads": "1"}
         self._closed = False
 
