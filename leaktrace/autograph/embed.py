@@ -78,10 +78,10 @@ PSNR_TOLERANCE_DB = 1.0
 # uniform +1 level offset measures 46.5 dB (excess MSE 0.5 over the offset itself), while a keyed
 # pattern of RMS 1 measures 40.1-40.4 dB (excess 5.2) whatever its scale (Gaussian sigma 1.5 to
 # 40 px) and also as constant 4, 8 or 16 px blocks aligned with the transform grid. Re-encoding the
-# decoded unmarked encode (a second generation) measures 42.7 dB against it even with no pattern. Where the floor alone exceeds a
-# target, no pattern can reach it at that CRF; the RMS then stays at MIN_RMS of the strength,
-# which keeps the mark detectable and changes the measured PSNR by only a few tenths of a dB, and
-# the calibration reports the target as out of reach.
+# decoded unmarked encode (a second generation) measures 42.7 dB against it even with no pattern.
+# Where the floor alone exceeds a target, no pattern can reach it at that CRF; the RMS then stays
+# at MIN_RMS of the strength, which keeps the mark detectable and changes the measured PSNR by only
+# a few tenths of a dB, and the calibration reports the target as out of reach.
 CODING_FLOOR_MSE = 1.4
 CODING_GAIN = 1.05
 MIN_RMS = {"light": 0.6, "medium": 0.8, "strong": 1.2}

@@ -240,15 +240,17 @@ _EIGHT_BIT_YUV = {"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj
 
 # ----------------------------------------------------------------------------- align
 
-def coarse_time_map(frames: np.ndarray, times: np.ndarray, ref: Reference) -> tuple[tuple[int, int, int, int], align.TimeMap]:
+def coarse_time_map(frames: np.ndarray, times: np.ndarray,
+                    ref: Reference) -> tuple[tuple[int, int, int, int], align.TimeMap]:
     """The picture box (black bars removed) of uint8 leak frames (n, h, w) and their time line on the master."""
     n = len(frames)
     box = align.content_box(frames[np.linspace(0, n - 1, min(n, 60)).round().astype(int)])
     leak_fp = align.box_fingerprints(frames, box)
+    fps = float(ref.fps)
     # the crop is unknown until the geometry is: try a few, keep the time line the most frames agree with
     time_map = None
     for crop in CROP_HYPOTHESES:
-        candidate = align.fit_time_map(leak_fp, times, align.cropped_fingerprints(ref.fingerprints, crop), float(ref.fps))
+        candidate = align.fit_time_map(leak_fp, times, align.cropped_fingerprints(ref.fingerprints, crop), fps)
         if time_map is None or (candidate.inlier_fraction, candidate.similarity) > (time_map.inlier_fraction, time_map.similarity):
             time_map = candidate
         if time_map.inlier_fraction >= CLEAR_INLIER_FRACTION:
