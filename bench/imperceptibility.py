@@ -99,7 +99,7 @@ def save_stills(title_dirs: dict[str, Path], unmarked: Path, fps: float, out_dir
     return saved
 
 
-def measure_clip(clip: str, seconds: float, workdir: Path, with_vmaf: bool) -> dict:
+def measure_clip(clip: str, seconds: float | None, workdir: Path, with_vmaf: bool) -> dict:
     """Prepare `clip` at every strength and measure each variant against the unmarked encode;
     return the table rows, the JSON results, the misses and (for the sky clip) the stills."""
     from leaktrace.autograph.embed import prepare
@@ -124,6 +124,10 @@ def measure_clip(clip: str, seconds: float, workdir: Path, with_vmaf: bool) -> d
             variant_copy(load_title(outdir), "A").write_to(copy_a)
             vmaf_text = f"{vmaf(copy_a, unmarked):.2f}"
         a, b = quality["A"], quality["B"]
+        # a variant is the unmarked encode with other IDR pictures: its cost in bytes
+        init = (outdir / "init.mp4").stat().st_size
+        growth = np.mean([(init + (outdir / f"{v}.m4s").stat().st_size) / unmarked.stat().st_size - 1
+                          for v in ("A", "B")])
         within = all(abs(q.psnr_db - target) <= TOLERANCE_DB for q in (a, b))
         if not within:
             out["misses"].append(f"{clip} {strength}: A {a.psnr_db:.2f} dB, B {b.psnr_db:.2f} dB (target {target:g})")
@@ -131,9 +135,11 @@ def measure_clip(clip: str, seconds: float, workdir: Path, with_vmaf: bool) -> d
         out["rows"].append([clip, f"{r['width']}x{r['height']}", strength, f"{target:g}",
                             f"{a.psnr_db:.2f}", f"{b.psnr_db:.2f}",
                             f"{min(a.min_frame_psnr_db, b.min_frame_psnr_db):.2f}",
-                            f"{a.ssim:.4f} / {b.ssim:.4f}", vmaf_text, "ok" if within else "MISSED"])
+                            f"{a.ssim:.4f} / {b.ssim:.4f}", vmaf_text, f"{100 * growth:+.1f} %",
+                            "ok" if within else "MISSED"])
         out["results"].append({"clip": clip, "strength": strength, "target_db": target,
-                               "A": a.as_dict(), "B": b.as_dict(), "vmaf": vmaf_text, "within": within})
+                               "A": a.as_dict(), "B": b.as_dict(), "vmaf": vmaf_text,
+                               "size_vs_unmarked": float(growth), "within": within})
     if clip == STILL_CLIP:
         fps = manifest["rendition"]["fps"][0] / manifest["rendition"]["fps"][1]
         out["stills"] = save_stills(title_dirs, unmarked, fps, media.OUT / "stills")
@@ -145,12 +151,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one clip, 2 s, no BENCHMARKS.md write")
     parser.add_argument("--no-write", action="store_true", help="print only, do not touch BENCHMARKS.md")
     parser.add_argument("--seconds", type=float, default=None,
-                        help="prepare only the first SECONDS of each clip (default 4, quick 2)")
+                        help="prepare only the first SECONDS of each clip (default: whole clips; quick 2)")
     parser.add_argument("--jobs", type=int, default=1, help="clips measured at the same time (processes)")
     parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args(argv)
 
-    seconds = args.seconds or (2.0 if args.quick else 4.0)
+    seconds = args.seconds or (2.0 if args.quick else None)
     workdir = media.OUT / ("imperceptibility-quick" if args.quick else "imperceptibility")
     shutil.rmtree(workdir, ignore_errors=True)
     workdir.mkdir(parents=True)
@@ -166,11 +172,14 @@ def main(argv: list[str] | None = None) -> int:
 
     table = report.markdown_table(
         ["clip", "rendition", "strength", "target dB", "Y-PSNR A dB", "Y-PSNR B dB", "worst frame dB",
-         "SSIM A / B", "VMAF", f"within {TOLERANCE_DB:g} dB"], rows)
-    body = (f"Each clip's first {seconds:g} s prepared with the engine defaults (2 s positions, libx264 "
+         "SSIM A / B", "VMAF", "bytes vs unmarked", f"within {TOLERANCE_DB:g} dB"], rows)
+    extent = f"first {seconds:g} s" if seconds else "whole length"
+    body = (f"Each clip's {extent} prepared with the engine defaults (2 s positions, libx264 "
             f"veryfast CRF 20); Y-PSNR over all frames of each variant against the unmarked encode with the "
             f"same settings (`quality.measure_psnr`); SSIM on every 10th frame; VMAF "
-            f"{'with libvmaf' if with_vmaf else 'n/a: the ffmpeg at hand (Debian 5.1) has no libvmaf'}.\n\n"
+            f"{'with libvmaf' if with_vmaf else 'n/a: the ffmpeg at hand (Debian 5.1) has no libvmaf'}; "
+            f"bytes vs unmarked: a variant's init segment and fragments against the unmarked encode's file "
+            f"(both with the same audio).\n\n"
             f"{table}\n\nStills (1:1 crop {SKY_CROP[2]}x{SKY_CROP[3]} of the flat sky in {STILL_CLIP} at "
             f"{STILL_TIME:g} s, variant A; `_diff_x8` = 128 + 8 x (marked - unmarked)): "
             + ", ".join(f"`{p.relative_to(media.REPO_ROOT)}`" for p in stills))

@@ -31,8 +31,6 @@ def prepare(
     preset: str = typer.Option("veryfast", help="libx264 preset of both variants."),
     duration: float = typer.Option(None, help="Prepare only the first SECONDS of the input."),
     force: bool = typer.Option(False, "--force", help="Replace an existing prepared title in OUTDIR."),
-    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate",
-                                   help="Measure the encoder on a few sample windows to hit the strength's PSNR."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Write the A/B variants, the fragment index, the key and the detection reference of INPUT."""
@@ -49,7 +47,6 @@ def prepare(
         try:
             manifest = prepare_title(input_path, outdir, strength=strength, position_seconds=position_seconds,
                                      height=height, crf=crf, preset=preset, duration=duration, force=force,
-                                     calibrate=calibrate,
                                      progress=lambda done, total: bar.update(task, completed=done, total=total))
         except PrepareError as exc:
             bar.stop()

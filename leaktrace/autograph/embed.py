@@ -1,12 +1,15 @@
-"""`prepare()`: decode the input once, add the A and B pattern per position, encode both variants.
+"""`prepare()`: decode the input once, encode it once (U), and make A and B from U by re-encoding its IDRs.
 
-Pipeline (one decoding pass over the input; before it, a demux-only packet count and the
-strength calibration, which decodes and encodes at most 4 x 12 sample frames):
+Pipeline (one decoding pass over the input, after a demux-only packet count):
 
     demux ─► decode video ─► limited-range 8-bit 4:2:0, even size ─► buffer one position (one GOP)
                                    └─► ReferenceBuilder.add_frame (unmarked luma)
-          per position: mask from its frames, keyed deltas for A and B ─► Y+dA ─► x264 (A) ─► fMP4 A
-                                                                        └► Y+dB ─► x264 (B) ─► fMP4 B
+          per position: perceptual mask from its frames, keyed noise for A and B
+          unmarked frames ─► x264 (CRF) ─► U's packets
+              IDR packet ─► decode ─► + delta(A) / + delta(B) ─► x264 intra (constant QP) ─► IDR of A / of B
+              other packets ─► unchanged into A and B
+          A, B, and their twins (negated deltas) ─► decoded beside U on a second thread (_VariantMeter)
+              ─► detection templates, the measured PSNR, and the next positions' RMS (StrengthControl)
           ─► decode audio ─► AAC once ─► the very same packets muxed into A and B
 
 Then `package.split_variants()` cuts both files into `init.mp4`, `A.m4s`, `B.m4s` and
@@ -25,18 +28,22 @@ Rules decided here (also in docs/autograph-format.md):
 - Size: odd widths or heights lose their last column or row (4:2:0 needs even sizes); with
   `height` the frame is scaled to that height, width keeping the aspect ratio, both even.
 - Range: full-range sources are converted to limited range before marking.
-- Pattern: luma only; the same float delta on every frame of a position, rounded once (so every
-  frame of the position gets exactly the same integer delta), added with saturation.
+- Pattern: luma only; one float delta per position and variant, rounded once and added with
+  saturation to U's decoded IDR picture. U's P and B pictures, shared byte for byte, carry it
+  through the GOP along U's motion vectors.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import math
 import os
+import queue
 import secrets
 import shutil
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,35 +68,26 @@ STRENGTH_PSNR_DB = {"light": 48.0, "medium": 44.0, "strong": 40.0}
 MASK_FLOOR = {"light": 0.35, "medium": 0.3, "strong": 0.2}
 # A level counts as hit when the measured PSNR is within this many dB of its target.
 PSNR_TOLERANCE_DB = 1.0
-# The strength is measured on the decoded variant against the decoded unmarked encode. That
-# difference is not just the pattern: any change to the source makes x264 take other decisions
-# (and predict from slightly different references), so the two encodes carry different coding
-# noise. Measured on ../shared/testdata (4 s of each clip, preset veryfast), decoded MSE ~= floor +
-# CODING_GAIN x pre-encode MSE, and the floor is about the encode's own MSE against its source:
-# the two encodes' coding noises are only about half correlated. At CRF 20 the floor ranges from
-# 1.0 (static camera, 48 dB) to 6.2 (film grain, 40.2 dB) even for a vanishing pattern.
-# No x264 setting decouples the two encodes at a given bitrate (measured on tears_of_steel at CRF
-# 20: psy off, aq-mode 0, mbtree off, tune psnr/ssim, trellis and deadzones off, deblock off,
-# no-fast-pskip, bframes 0, fixed qp, presets ultrafast to medium all leave the marked-vs-unmarked
-# PSNR within 0.6 dB of the encode's PSNR against the source). Only a smaller quantiser lowers
-# the floor, at a bitrate cost: on tears_of_steel CRF 16/12/8 cost 1.6/2.6/4.2x the bitrate of
-# CRF 20 and still measure 42.7/44.5/46.2 dB at the light RMS. The divergence comes from the
-# pattern varying across the picture, not from its spectrum: on tears_of_steel (4 s, CRF 20) a
-# uniform +1 level offset measures 46.5 dB (excess MSE 0.5 over the offset itself), while a keyed
-# pattern of RMS 1 measures 40.1-40.4 dB (excess 5.2) whatever its scale (Gaussian sigma 1.5 to
-# 40 px) and also as constant 4, 8 or 16 px blocks aligned with the transform grid. Re-encoding the
-# decoded unmarked encode (a second generation) measures 42.7 dB against it even with no pattern.
-# Where the floor alone exceeds a target, no pattern can reach it at that CRF; the RMS then stays
-# at MIN_RMS of the strength, which keeps the mark detectable and changes the measured PSNR by only
-# a few tenths of a dB, and the calibration reports the target as out of reach.
-CODING_FLOOR_MSE = 1.4
-CODING_GAIN = 1.05
-MIN_RMS = {"light": 0.6, "medium": 0.8, "strong": 1.2}
-# The floor varies from clip to clip, so by default prepare() calibrates per title: it encodes a
-# few short windows of the title unmarked and marked at the model's RMS, decodes both, and
-# corrects the RMS by the measured miss (`calibrate_rms`).
-CALIBRATION_FRAMES = 12
-CALIBRATION_MAX_WINDOWS = 4
+# Why only the IDR pictures are re-encoded. Two encodes of the same source, one with a spatial
+# pattern added, do not differ by the pattern alone: any spatially varying change makes x264 take
+# other decisions everywhere, and the two encodes carry independent coding noise. Measured on
+# tears_of_steel (4 s, CRF 20, preset veryfast): a keyed pattern of RMS 1 measured 40.1-40.4 dB
+# against the unmarked encode whatever its scale (Gaussian sigma 1.5 to 40 px, or constant 4-16 px
+# blocks), 8 dB below the 48.1 dB of the pattern itself; no x264 setting (psy, AQ, mb-tree,
+# trellis, deblocking, fixed QP, presets) decoupled the encodes. So the variants are not separate
+# encodes: both are the unmarked encode U with the IDR picture of each position replaced by an
+# intra-coded copy of U's own decoded IDR plus that variant's pattern. The P and B pictures are
+# U's, byte for byte; they predict from the marked IDR, so the mark is carried through the GOP by
+# U's own motion vectors (it follows the motion rather than staying fixed on screen), and nothing
+# else changes. On tears_of_steel at RMS 1 that measures 47.9 dB. The detection templates are the
+# decoded differences to U averaged over each position, so they describe exactly the mark a
+# copy carries.
+# The marked IDR is coded at constant QP CRF + IDR_QP_OFFSET (measured on tears_of_steel, CRF 20:
+# QP 16/19/22 make the variants 6.7/2.9/0.5 % larger than U and keep 100/96/94 % of the mark).
+IDR_QP_OFFSET = -3
+# The decoded MSE is the IDR re-encoding's own error plus a share of the delta's power (see
+# `StrengthModel`); prepare() measures what every position really gets and steers the RMS of
+# the next ones towards the target (`StrengthControl`).
 MIN_POSITION_SECONDS = 1.0
 MAX_POSITION_SECONDS = 2.0
 _MASK_SAMPLE_FRAMES = 4
@@ -134,9 +132,13 @@ def plan_positions(n_frames: int, frames_per_pos: int, fps: Fraction) -> list[di
 
 
 def target_rms(strength: str) -> float:
-    """RMS (8-bit luma levels) of the pre-encode delta for a strength level (see CODING_FLOOR_MSE)."""
-    target_mse = 255.0**2 / 10.0 ** (STRENGTH_PSNR_DB[strength] / 10.0)
-    return max(MIN_RMS[strength], math.sqrt(max(target_mse - CODING_FLOOR_MSE, 0.0) / CODING_GAIN))
+    """Model RMS (8-bit luma levels) of the IDR delta for a strength level: the one of its target MSE."""
+    return math.sqrt(target_mse(strength))
+
+
+def target_mse(strength: str) -> float:
+    """Luma MSE of a variant against the unmarked encode at the strength's target PSNR."""
+    return 255.0**2 / 10.0 ** (STRENGTH_PSNR_DB[strength] / 10.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -215,8 +217,14 @@ def _plane(frame: av.VideoFrame, index: int) -> np.ndarray:
 
 
 def x264_params(frames_per_pos: int) -> str:
-    """libx264 parameters giving one fixed closed GOP per position and no scene-cut keyframes."""
-    return f"keyint={frames_per_pos}:min-keyint={frames_per_pos}:scenecut=0:open-gop=0"
+    """libx264 parameters: one fixed closed GOP per position, no scene-cut keyframes, content-independent headers.
+
+    `stitchable` keeps the sequence and picture parameter sets independent of the rate control, so
+    the marked IDR pictures (constant QP) fit the unmarked encode's (CRF) headers. Weighted P
+    prediction is off: it scales the reference, so in a fade from black it scaled the mark of a
+    marked IDR along with it (a fade-in measured 21-25 dB instead of 44).
+    """
+    return f"keyint={frames_per_pos}:min-keyint={frames_per_pos}:scenecut=0:open-gop=0:weightp=0:stitchable=1"
 
 
 # Frame threads, a fixed number: libx264 then encodes while the caller prepares the next frame (the
@@ -225,61 +233,162 @@ def x264_params(frames_per_pos: int) -> str:
 X264_THREADS = 2
 
 
-def configure_x264(context: av.codec.context.CodecContext, rendition: Rendition, *, crf: int, preset: str) -> None:
-    """Apply the variants' libx264 settings (rate control, GOP, threads) to an encoder context."""
-    context.options = {"crf": str(crf), "preset": preset, "x264-params": x264_params(rendition.frames_per_position)}
+def configure_x264(context: av.codec.context.CodecContext, rendition: Rendition, *, preset: str, crf: int | None = None,
+                   qp: int | None = None, threads: int = X264_THREADS) -> None:
+    """Apply the variants' libx264 settings (rate control: `crf`, or constant `qp`; GOP; threads) to an encoder."""
+    rate = {"crf": str(crf)} if qp is None else {"qp": str(qp)}
+    context.options = {**rate, "preset": preset, "x264-params": x264_params(rendition.frames_per_position)}
     context.thread_type = "FRAME"
-    context.thread_count = X264_THREADS
+    context.thread_count = threads
 
 
-def open_variant_output(path: Path, rendition: Rendition, *, crf: int, preset: str,
-                        audio: dict[str, Any] | None) -> tuple[Any, Any, Any]:
-    """Open a fragmented MP4 with a libx264 stream (and an AAC stream); return (container, video, audio)."""
-    container = av.open(str(path), "w", format="mp4", options={
-        "movflags": "empty_moov+default_base_moof+frag_keyframe+skip_trailer",
-        # wait for every stream before writing: the interleaving then depends on timestamps only,
-        # so A and B get identical fragment boundaries and audio placement
-        "max_interleave_delta": "0",
-    })
-    video = container.add_stream("libx264", rate=rendition.fps)
-    video.width, video.height, video.pix_fmt = rendition.width, rendition.height, "yuv420p"
-    video.time_base = 1 / rendition.fps
-    video.codec_context.color_range = 1  # limited (MPEG) range
-    configure_x264(video.codec_context, rendition, crf=crf, preset=preset)
-    audio_stream = None
-    if audio is not None:
-        audio_stream = container.add_stream("aac", rate=audio["sample_rate"])
-        audio_stream.layout = audio["layout"]
-        audio_stream.bit_rate = audio["bit_rate"]
-    return container, video, audio_stream
+def _x264_encoder(rendition: Rendition, **settings: Any) -> av.codec.context.CodecContext:
+    """A standalone libx264 encoder for yuv420p frames of the rendition (settings as in `configure_x264`)."""
+    encoder = av.CodecContext.create("libx264", "w")
+    encoder.width, encoder.height, encoder.pix_fmt = rendition.width, rendition.height, "yuv420p"
+    encoder.time_base, encoder.framerate = 1 / rendition.fps, rendition.fps
+    configure_x264(encoder, rendition, **settings)
+    return encoder
+
+
+def _yuv_frame(yuv: np.ndarray, index: int) -> av.VideoFrame:
+    frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
+    frame.pts = index
+    frame.color_range = 1  # limited (MPEG) range
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------
+# Marked IDR pictures
+
+_NAL_IDR_SLICE, _NAL_SPS, _NAL_PPS = 5, 7, 8
+_START_CODE = b"\x00\x00\x00\x01"
+
+
+def nal_units(data: bytes) -> list[bytes]:
+    """The NAL units of an H.264 Annex B byte stream (start codes removed)."""
+    units = []
+    for chunk in data.split(b"\x00\x00\x01")[1:]:
+        # a NAL unit never ends in a zero byte: trailing zeros belong to the next 4-byte start code
+        units.append(chunk.rstrip(b"\x00"))
+    return [unit for unit in units if unit]
+
+
+def _nal_type(unit: bytes) -> int:
+    return unit[0] & 0x1F
+
+
+def parameter_sets(data: bytes) -> list[bytes]:
+    """The SPS and PPS NAL units of an Annex B byte stream, in order."""
+    return [unit for unit in nal_units(data) if _nal_type(unit) in (_NAL_SPS, _NAL_PPS)]
+
+
+def encode_marked_idr(yuv: np.ndarray, rendition: Rendition, *, qp: int, preset: str) -> list[bytes]:
+    """Intra-code one yuv420p frame as an IDR picture with the variants' settings; return its NAL units."""
+    encoder = _x264_encoder(rendition, preset=preset, qp=qp, threads=1)
+    data = b"".join(bytes(packet) for packet in encoder.encode(_yuv_frame(yuv, 0)) + encoder.encode(None))
+    return nal_units(data)
+
+
+class IdrMarker:
+    """Makes the variants of an unmarked encode's IDR access unit: its picture plus a delta, intra-coded anew.
+
+    `parameter_sets` are the unmarked encode's SPS and PPS; every marked picture is checked against
+    them, since its slices are only valid under the very same headers.
+    """
+
+    def __init__(self, rendition: Rendition, *, qp: int, preset: str, parameter_sets: list[bytes]):
+        self.rendition, self.qp, self.preset = rendition, qp, preset
+        self.parameter_sets = parameter_sets
+
+    def decode(self, access_unit: bytes) -> np.ndarray:
+        """The decoded yuv420p picture (height*3/2, width) of a self-contained IDR access unit."""
+        decoder = av.CodecContext.create("h264", "r")
+        headers = b"".join(_START_CODE + unit for unit in self.parameter_sets)
+        frames = decoder.decode(av.Packet(headers + access_unit)) + decoder.decode(None)
+        if len(frames) != 1:
+            raise PrepareError(f"an IDR access unit decoded to {len(frames)} pictures")
+        return frames[0].to_ndarray(format="yuv420p")
+
+    def mark(self, access_unit: bytes, picture: np.ndarray, delta: tuple[np.ndarray, np.ndarray]) -> bytes:
+        """`access_unit` with its IDR slices replaced by those of `picture` + `delta` (the other NAL units kept)."""
+        height = self.rendition.height
+        marked = picture.copy()
+        _saturating_add(picture[:height], *delta, out=marked[:height])
+        units = encode_marked_idr(marked, self.rendition, qp=self.qp, preset=self.preset)
+        if [u for u in units if _nal_type(u) in (_NAL_SPS, _NAL_PPS)] != self.parameter_sets:
+            raise PrepareError("the marked IDR picture does not fit the unmarked encode's parameter sets")
+        kept = [u for u in nal_units(access_unit) if _nal_type(u) != _NAL_IDR_SLICE]
+        slices = [u for u in units if _nal_type(u) == _NAL_IDR_SLICE]
+        return b"".join(_START_CODE + unit for unit in kept + slices)
+
+
+_MP4_OPTIONS = {
+    "movflags": "empty_moov+default_base_moof+frag_keyframe+skip_trailer",
+    # wait for every stream before writing: the interleaving then depends on timestamps only, so the
+    # variants get identical fragment boundaries and audio placement
+    "max_interleave_delta": "0",
+}
 
 
 class _Outputs:
-    """The variant outputs: one libx264 encoder per variant, one shared AAC encoder."""
+    """The encoders and the output files.
+
+    One libx264 encoder makes the unmarked encode U, one AAC encoder the audio. Both live in an
+    in-memory MP4 that only serves to open them with global headers; every output file gets its
+    streams copied from them, so all outputs have the same init segment. Each output receives U's
+    packets, with the IDR access units replaced per output (`mux_video`), and the very same audio
+    packets.
+    """
 
     def __init__(self, paths: dict[str, Path], rendition: Rendition, *, crf: int, preset: str,
                  audio: dict[str, Any] | None):
+        self._master = av.open(io.BytesIO(), "w", format="mp4")
+        self.video_encoder = self._master.add_stream("libx264", rate=rendition.fps)
+        self.video_encoder.width, self.video_encoder.height = rendition.width, rendition.height
+        self.video_encoder.pix_fmt = "yuv420p"
+        self.video_encoder.time_base = 1 / rendition.fps
+        self.video_encoder.codec_context.color_range = 1  # limited (MPEG) range
+        configure_x264(self.video_encoder.codec_context, rendition, crf=crf, preset=preset)
+        self.audio_encoder = None
+        if audio is not None:
+            self.audio_encoder = self._master.add_stream("aac", rate=audio["sample_rate"])
+            self.audio_encoder.layout = audio["layout"]
+            self.audio_encoder.bit_rate = audio["bit_rate"]
+        self._master.start_encoding()
+        self.parameter_sets = parameter_sets(bytes(self.video_encoder.codec_context.extradata or b""))
         self.containers: dict[str, Any] = {}
         self.video: dict[str, Any] = {}
         self.audio: dict[str, Any] = {}
         for name, path in paths.items():
-            self.containers[name], self.video[name], self.audio[name] = open_variant_output(
-                path, rendition, crf=crf, preset=preset, audio=audio)
+            container = av.open(str(path), "w", format="mp4", options=_MP4_OPTIONS)
+            self.containers[name] = container
+            self.video[name] = container.add_stream_from_template(self.video_encoder)
+            if self.audio_encoder is not None:
+                self.audio[name] = container.add_stream_from_template(self.audio_encoder)
         self.audio_samples = 0
         self.audio_resampler = (
             av.AudioResampler(format="fltp", layout=audio["layout"], rate=audio["sample_rate"]) if audio else None
         )
-        self.audio_encoder = next(iter(self.audio.values())) if audio else None
 
-    def encode_frame(self, variant: str, yuv: np.ndarray, index: int) -> None:
-        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-        frame.pts = index
-        frame.color_range = 1
-        for packet in self.video[variant].encode(frame):
-            self.containers[variant].mux(packet)
+    def encode_frame(self, yuv: np.ndarray, index: int) -> list[av.Packet]:
+        """Encode one unmarked frame; return U's packets that came out."""
+        return self.video_encoder.encode(_yuv_frame(yuv, index))
+
+    def flush_video(self) -> list[av.Packet]:
+        return self.video_encoder.encode(None)
+
+    def mux_video(self, packet: av.Packet, data: dict[str, bytes]) -> None:
+        """Mux U's `packet` with each output's own bytes (`data`) and U's timing and flags."""
+        for name, container in self.containers.items():
+            out = av.Packet(data[name])
+            out.pts, out.dts, out.time_base = packet.pts, packet.dts, packet.time_base
+            out.duration, out.is_keyframe = packet.duration, packet.is_keyframe
+            out.stream = self.video[name]
+            container.mux(out)
 
     def encode_audio(self, frame: av.AudioFrame | None) -> None:
-        """Resample and encode once; mux the very same packets into every variant."""
+        """Resample and encode once; mux the very same packets into every output."""
         assert self.audio_resampler is not None and self.audio_encoder is not None
         for resampled in self.audio_resampler.resample(frame):
             resampled.pts = self.audio_samples
@@ -303,13 +412,231 @@ class _Outputs:
                 container.mux(packet)
 
     def close(self) -> None:
+        """Flush the audio and close every file (the video must have been flushed and muxed)."""
         if self.audio_encoder is not None:
             self.encode_audio(None)
             self._mux_audio(self.audio_encoder.encode(None))
-        for name, container in self.containers.items():
-            for packet in self.video[name].encode(None):
-                container.mux(packet)
+        for container in self.containers.values():
             container.close()
+        self._master.close()
+
+
+class _VariantMeter:
+    """Decodes U, the variants and their twins beside the encoder: the mark each position carries, and its MSE.
+
+    A variant's decoded difference to U is its delta carried through the GOP plus the IDR
+    re-encoding's own error. That error is partly the same for every re-encode of a picture, so
+    differences to U (or to a re-encode without delta) share a part between A and B that a copy
+    does not carry in that proportion, and the absent variant then scored away from zero (+2 and
+    -0.15 x the present z, measured). So each variant has a twin (`twin(v)`, never delivered)
+    whose IDR carries the negated delta: half the twins' difference is the delta as the GOP carries
+    it, and the error, even in the delta, cancels. A variant's template for a position is that half
+    difference averaged over the position's interior frames (the frames tracing averages; a
+    position of one or two frames uses all of them).
+
+    The twins decode only reference pictures (`skip_frame` NONREF, 40 % less decoding), so the
+    templates average those; the non-reference B pictures only interpolate their references'
+    marks. U and the variants decode every picture: the MSE over reference pictures alone read up
+    to 0.75 dB low. The decoding runs on a thread of its own (PyAV decodes without the GIL) while
+    the caller feeds the encoder.
+    `drain(before)` waits for every frame before `before` and reports each finished position
+    through `on_position(index, templates, mse)`, with each variant's luma MSE against U.
+    """
+
+    def __init__(self, rendition: Rendition, positions: list[dict[str, Any]], variants: tuple[str, ...],
+                 parameter_sets: list[bytes],
+                 on_position: Callable[[int, dict[str, np.ndarray], dict[str, float]], None]):
+        self.rendition, self.positions, self.variants = rendition, positions, variants
+        self.on_position = on_position
+        self._headers = b"".join(_START_CODE + unit for unit in parameter_sets)
+        self._names = ("U", *variants, *map(twin, variants))
+        self._decoders = {name: self._decoder(name) for name in self._names}
+        self._frames: dict[str, dict[int, np.ndarray]] = {name: {} for name in self._names}
+        self._sums: dict[int, dict[str, np.ndarray]] = {}
+        self._counts: dict[int, dict[str, float]] = {}   # position -> interior frames, frames, squared errors
+        self._next_position = 0
+        self.squared_error = {name: 0.0 for name in variants}
+        self.frames = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=64)
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._work, name="leaktrace-variant-meter", daemon=True)
+        self._thread.start()
+
+    def _decoder(self, name: str) -> av.codec.context.CodecContext:
+        decoder = av.CodecContext.create("h264", "r")
+        decoder.extradata = self._headers
+        decoder.thread_type = "NONE"
+        if name not in ("U", *self.variants):
+            decoder.skip_frame = "NONREF"
+        return decoder
+
+    def feed(self, packet: av.Packet, data: dict[str, bytes]) -> None:
+        """Queue U's `packet` and the bytes of each variant and twin for it (U's own bytes where missing)."""
+        self._check()
+        own = bytes(packet)
+        self._queue.put((packet.pts, packet.dts, packet.time_base, {n: data.get(n, own) for n in self._names}))
+
+    def drain(self, before: int) -> None:
+        """Wait until every frame before frame `before` is measured and its positions reported."""
+        self._queue.put(before)
+        self._queue.join()
+        self._check()
+
+    def close(self) -> None:
+        """Stop the decoding thread (errors surface through drain())."""
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise PrepareError(f"measuring the variants failed: {self._error}") from self._error
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                if self._error is None:
+                    self._decode(item) if isinstance(item, tuple) else self._finish(item)
+            except BaseException as exc:  # reported to the caller by the next feed() or drain()
+                self._error = exc
+            finally:
+                self._queue.task_done()
+
+    def _decode(self, item: tuple[int, int, Any, dict[str, bytes]]) -> None:
+        pts, dts, time_base, data = item
+        r = self.rendition
+        for name, decoder in self._decoders.items():
+            packet = av.Packet(data[name])
+            packet.pts, packet.dts, packet.time_base = pts, dts, time_base
+            for frame in decoder.decode(packet):
+                self._frames[name][frame.pts] = _plane(frame, 0)[: r.height, : r.width].copy()
+
+    def _finish(self, before: int) -> None:
+        r = self.rendition
+        for name, decoder in self._decoders.items():
+            for frame in decoder.decode(None):
+                self._frames[name][frame.pts] = _plane(frame, 0)[: r.height, : r.width].copy()
+            self._decoders[name] = self._decoder(name)   # the next packet is an IDR: a fresh decoder loses nothing
+        for index in sorted(i for i in self._frames["U"] if i < before):
+            self._measure(index, {name: frames.pop(index) for name, frames in self._frames.items() if index in frames})
+        while self._next_position < len(self.positions):
+            position = self.positions[self._next_position]
+            if position["first_frame"] + position["frame_count"] > before:
+                break
+            self._report(position)
+            self._next_position += 1
+
+    def _measure(self, index: int, lumas: dict[str, np.ndarray]) -> None:
+        number = index // self.rendition.frames_per_position
+        first, count = self.positions[number]["first_frame"], self.positions[number]["frame_count"]
+        interior = count <= 2 or first < index < first + count - 1
+        counts = self._counts.setdefault(number, {"interior": 0, "frames": 0, **{v: 0.0 for v in self.variants}})
+        sums = self._sums.setdefault(number, {})
+        unmarked = lumas["U"]
+        for name in self.variants:
+            error = cv2.norm(lumas[name], unmarked, cv2.NORM_L2SQR)
+            self.squared_error[name] += error
+            counts[name] += error
+            if interior and twin(name) in lumas:
+                diff = cv2.subtract(lumas[name], lumas[twin(name)], dtype=cv2.CV_16S)
+                total = sums.get(name)
+                sums[name] = diff.astype(np.int32) if total is None else cv2.add(total, diff, dtype=cv2.CV_32S)
+        counts["interior"] += interior and all(twin(name) in lumas for name in self.variants)
+        counts["frames"] += 1
+        self.frames += 1
+
+    def _report(self, position: dict[str, Any]) -> None:
+        number = position["index"]
+        counts = self._counts.pop(number, {"interior": 0, "frames": 0})
+        interior = counts["interior"]
+        sums = self._sums.pop(number, {})
+        shape = (self.rendition.height, self.rendition.width)
+        templates = {name: sums[name].astype(np.float32) / (2 * interior) if interior else np.zeros(shape, np.float32)
+                     for name in self.variants}
+        pixels = max(1, counts["frames"] * shape[0] * shape[1])
+        self.on_position(number, templates, {name: counts.get(name, 0.0) / pixels for name in self.variants})
+
+    def psnr_db(self) -> dict[str, float]:
+        """Luma PSNR of each variant against U over every picture."""
+        pixels = max(1, self.frames * self.rendition.width * self.rendition.height)
+        return {name: _psnr_db(error / pixels) for name, error in self.squared_error.items()}
+
+
+def twin(variant: str) -> str:
+    """Name of the never-delivered twin of a variant, whose IDR carries the negated delta (`_VariantMeter`)."""
+    return f"{variant}-"
+
+
+@dataclass(frozen=True)
+class StrengthModel:
+    """Luma MSE per frame of a variant against U for an IDR delta of a given RMS: floor + gain x rms^2.
+
+    The floor is the IDR re-encoding's own error, carried through the GOP; the gain is the share of
+    the delta's power that the decoded GOP keeps (the mark fades where U codes intra blocks).
+    """
+
+    floor_mse: float
+    gain: float
+
+    def mse(self, rms: float) -> float:
+        return self.floor_mse + self.gain * rms * rms
+
+    def rms(self, mse: float) -> float:
+        return math.sqrt(max(mse - self.floor_mse, 0.0) / self.gain)
+
+
+# The starting point of every title, typical of ../shared/testdata at CRF 20 (floor 0.3-0.9,
+# gain 0.4-0.85); `StrengthControl` rescales it to what the title measures.
+DEFAULT_MODEL = StrengthModel(floor_mse=0.5, gain=0.6)
+# Each position's RMS stays within these factors of the target MSE's RMS.
+RMS_RANGE = (0.5, 2.0)
+
+
+class StrengthControl:
+    """Chooses each position's delta RMS so that the title's MSE against U converges on the target.
+
+    The model's prediction is scaled by what the title has measured so far (measured over
+    predicted MSE of the positions decoded). A position's RMS is the one that makes the measured
+    MSE of the positions decoded, the prediction for those in flight and the prediction for this
+    one average to the target (each weighted by its frames), within RMS_RANGE. A title whose floor
+    alone exceeds the target keeps the lowest RMS, so it stays marked.
+    """
+
+    def __init__(self, model: StrengthModel, *, target_mse: float, positions: list[dict[str, Any]]):
+        self.model, self.target_mse = model, target_mse
+        self.frames = [position["frame_count"] for position in positions]
+        base = math.sqrt(target_mse)
+        self.bounds = (RMS_RANGE[0] * base, RMS_RANGE[1] * base)
+        self._measured = [0.0, 0.0, 0]   # measured squared-error sum, predicted sum, frames
+        self._in_flight: dict[int, float] = {}   # position -> model MSE of its RMS
+        self.chosen: dict[int, float] = {}
+
+    @property
+    def scale(self) -> float:
+        """Measured over predicted MSE so far (1 before any measurement)."""
+        measured, predicted, _ = self._measured
+        return measured / predicted if predicted > 0 else 1.0
+
+    def rms_for(self, index: int) -> float:
+        """The RMS for position `index` (positions come in order; each once)."""
+        frames, scale = self.frames[index], self.scale
+        in_flight = sum(scale * mse * self.frames[i] for i, mse in self._in_flight.items())
+        done = self._measured[2] + sum(self.frames[i] for i in self._in_flight)
+        wanted = (self.target_mse * (done + frames) - self._measured[0] - in_flight) / frames
+        rms = float(np.clip(self.model.rms(wanted / scale), *self.bounds))
+        self._in_flight[index] = self.model.mse(rms)
+        self.chosen[index] = rms
+        return rms
+
+    def record(self, index: int, mse: float) -> None:
+        """The measured MSE of position `index`."""
+        frames = self.frames[index]
+        self._measured[0] += mse * frames
+        self._measured[1] += self._in_flight.pop(index) * frames
+        self._measured[2] += frames
 
 
 def _saturating_add(y: np.ndarray, plus: np.ndarray, minus: np.ndarray, out: np.ndarray) -> None:
@@ -361,49 +688,9 @@ def _reference_builder(outdir: Path, rendition: Rendition, positions: list[dict[
                             positions=positions)
 
 
-def _calibration_windows(input_path: Path, rendition: Rendition, n_frames: int) -> list[list[np.ndarray]]:
-    """A few runs of consecutive frames spread over the title (one per 600 frames, at most 4)."""
-    length = min(CALIBRATION_FRAMES, n_frames)
-    count = int(np.clip(n_frames // 600 + 1, 1, CALIBRATION_MAX_WINDOWS))
-    starts = [int((n_frames - length) * (k + 0.5) / count) for k in range(count)]
-    convert = _FrameConverter(rendition)
-    windows: list[list[np.ndarray]] = []
-    with av.open(str(input_path)) as container:
-        stream = container.streams.video[0]
-        stream.thread_type = "AUTO"
-        origin = float(stream.start_time * stream.time_base) if stream.start_time is not None else 0.0
-        for start in starts:
-            start_time = origin + start / rendition.fps
-            if start > 0:
-                container.seek(int(start_time / stream.time_base), stream=stream, backward=True)
-            window: list[np.ndarray] = []
-            for frame in container.decode(stream):
-                if frame.time is not None and frame.time < start_time - 0.5 / rendition.fps:
-                    continue
-                window.append(convert(frame))
-                if len(window) == length:
-                    break
-            if window:
-                windows.append(window)
-    return windows
-
-
-def _encode_decode_luma(frames: list[np.ndarray], rendition: Rendition, *, crf: int, preset: str) -> list[np.ndarray]:
-    """Encode yuv420p frames with the variants' libx264 settings and return the decoded luma planes."""
-    encoder = av.CodecContext.create("libx264", "w")
-    encoder.width, encoder.height, encoder.pix_fmt = rendition.width, rendition.height, "yuv420p"
-    encoder.time_base, encoder.framerate = 1 / rendition.fps, rendition.fps
-    configure_x264(encoder, rendition, crf=crf, preset=preset)
-    packets = []
-    for index, yuv in enumerate(frames):
-        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
-        frame.pts = index
-        packets += encoder.encode(frame)
-    packets += encoder.encode(None)
-    decoder = av.CodecContext.create("h264", "r")
-    lumas = [_plane(frame, 0).copy() for packet in packets for frame in decoder.decode(packet)]
-    lumas += [_plane(frame, 0).copy() for frame in decoder.decode(None)]
-    return lumas
+def idr_qp(crf: int) -> int:
+    """Constant QP of the marked IDR pictures for the variants' CRF (see IDR_QP_OFFSET)."""
+    return max(0, crf + IDR_QP_OFFSET)
 
 
 def reorder_delay_frames(rendition: Rendition, *, crf: int, preset: str) -> int:
@@ -427,60 +714,6 @@ def reorder_delay_frames(rendition: Rendition, *, crf: int, preset: str) -> int:
     return max(0, -min(packet.dts for packet in packets))
 
 
-def calibrate_rms(windows: list[list[np.ndarray]], rendition: Rendition, *, key: bytes, strength: str, crf: int,
-                  preset: str) -> tuple[float, dict[str, Any]]:
-    """Pre-encode RMS that makes the decoded variant hit the strength's PSNR on this title.
-
-    Each window is encoded unmarked and marked at the model RMS (`target_rms`); the measured
-    decoded MSE corrects the RMS along the model's slope (CODING_GAIN), which is accurate near the
-    operating point even where the model's floor is off. The facts also give the floor (the
-    measurement without the pattern's share), the PSNR the variants are expected to measure and
-    whether that is within PSNR_TOLERANCE_DB of the target. Returns (rms, facts for the manifest).
-    """
-    model_rms = target_rms(strength)
-    target_mse = 255.0**2 / 10.0 ** (STRENGTH_PSNR_DB[strength] / 10.0)
-    height = rendition.height
-    errors: list[float] = []
-    for number, window in enumerate(windows):
-        mask = pattern.perceptual_mask([yuv[:height] for yuv in window[:: max(1, len(window) // 4)]],
-                                       floor=MASK_FLOOR[strength])
-        noise = pattern.keyed_noise(key, number, "calibration", height, rendition.width)
-        plus, minus = _split_delta(pattern.position_delta(noise, mask, rms=model_rms))
-        marked = []
-        for yuv in window:
-            out = yuv.copy()
-            _saturating_add(yuv[:height], plus, minus, out=out[:height])
-            marked.append(out)
-        for a, b in zip(_encode_decode_luma(marked, rendition, crf=crf, preset=preset),
-                        _encode_decode_luma(window, rendition, crf=crf, preset=preset)):
-            errors.append(float(np.mean(np.square(a.astype(np.float32) - b.astype(np.float32)))))
-    if not errors:
-        return model_rms, {"windows": 0}
-    measured_mse = float(np.mean(errors))
-    rms_squared = model_rms**2 + (target_mse - measured_mse) / CODING_GAIN
-    rms = float(np.clip(math.sqrt(max(rms_squared, 0.0)), MIN_RMS[strength], 3.0 * model_rms))
-    # The floor is what the measurement leaves without the pattern; the expected PSNR is the
-    # model moved along its slope from the measured point to the chosen RMS.
-    floor_mse = max(measured_mse - CODING_GAIN * model_rms**2, 0.0)
-    expected_psnr_db = _psnr_db(measured_mse + CODING_GAIN * (rms**2 - model_rms**2))
-    reachable = abs(expected_psnr_db - STRENGTH_PSNR_DB[strength]) <= PSNR_TOLERANCE_DB
-    if not reachable:
-        log.warning("strength %s (%.0f dB) is out of reach at CRF %d on this title: its re-encoding floor "
-                    "alone measures %.1f dB, the variants will measure about %.1f dB; a lower CRF lowers the "
-                    "floor (at a bitrate cost)", strength, STRENGTH_PSNR_DB[strength], crf, _psnr_db(floor_mse),
-                    expected_psnr_db)
-    return rms, {
-        "windows": len(windows),
-        "frames": len(errors),
-        "model_rms": model_rms,
-        "measured_psnr_db_at_model_rms": _psnr_db(measured_mse),
-        "rms": rms,
-        "floor_psnr_db": _psnr_db(floor_mse),
-        "expected_psnr_db": expected_psnr_db,
-        "target_reachable": reachable,
-    }
-
-
 def _psnr_db(mse: float) -> float:
     """8-bit PSNR of a mean squared error, capped at 99 dB for (near) zero errors (JSON has no inf)."""
     return min(99.0, 10.0 * math.log10(255.0**2 / max(mse, 1e-12)))
@@ -489,13 +722,11 @@ def _psnr_db(mse: float) -> float:
 def prepare(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str], *, strength: str = "medium",
             position_seconds: float = 2.0, height: int | None = None, crf: int = 20, preset: str = "veryfast",
             progress: Progress | None = None, duration: float | None = None, force: bool = False,
-            calibrate: bool = True, key: bytes | None = None) -> package.Manifest:
+            key: bytes | None = None) -> package.Manifest:
     """Prepare a title: write A/B variants as fragments, the index, key, manifest and reference; return the manifest.
 
-    `duration` limits the title to the first seconds of the input (tests, excerpts). `calibrate`
-    measures the encoder on a few windows of the title to hit the strength's PSNR (see
-    `calibrate_rms`); without it the fixed model of `target_rms` is used. `key` is for reproducible
-    tests only; by default 32 fresh random bytes from `secrets`.
+    `duration` limits the title to the first seconds of the input (tests, excerpts). `key` is for
+    reproducible tests only; by default 32 fresh random bytes from `secrets`.
     """
     input_path, outdir = Path(input_path), Path(outdir)
     if strength not in STRENGTH_PSNR_DB:
@@ -531,11 +762,10 @@ def prepare(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str], 
         audio = _audio_plan(container)
         _prepare_outdir(outdir, force)
         tmp_paths = {name: outdir / f".{name}.tmp.mp4" for name in _VARIANTS}
-        rms, calibration = target_rms(strength), None
-        if calibrate:
-            windows = _calibration_windows(input_path, rendition, n_frames)
-            rms, calibration = calibrate_rms(windows, rendition, key=key, strength=strength, crf=crf, preset=preset)
-        stats = _encode_title(container, outdir, rendition, positions, audio, key=key, rms=rms, strength=strength,
+        controls = {v: StrengthControl(DEFAULT_MODEL, target_mse=target_mse(strength), positions=positions)
+                    for v in _VARIANTS}
+        stats = _encode_title(container, outdir, rendition, positions, audio, key=key, controls=controls,
+                              strength=strength,
                               crf=crf, preset=preset, progress=progress, out_paths=tmp_paths)
     except BaseException as exc:
         for path in outdir.glob(".?.tmp.mp4"):
@@ -575,10 +805,15 @@ def prepare(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str], 
         "strength": strength,
         "target_psnr_db": STRENGTH_PSNR_DB[strength],
         "pattern": {"domain": "leaktrace/pattern/v1", "sigma_px": pattern.pattern_sigma(rendition.height),
-                    "rms": rms, "mask_floor": MASK_FLOOR[strength], "calibration": calibration},
+                    "rms": {v: [round(c.chosen[p["index"]], 4) for p in positions] for v, c in controls.items()},
+                    "model_scale": {v: round(c.scale, 4) for v, c in controls.items()},
+                    "mask_floor": MASK_FLOOR[strength],
+                    "carrier": "IDR picture of each position", "measured_psnr_db": stats["psnr_db"],
+                    "target_reached": all(abs(psnr - STRENGTH_PSNR_DB[strength]) <= PSNR_TOLERANCE_DB
+                                          for psnr in stats["psnr_db"].values())},
         "encoder": {"codec": "libx264", "crf": crf, "preset": preset,
                     "x264_params": x264_params(rendition.frames_per_position), "threads": X264_THREADS,
-                    "pix_fmt": "yuv420p",
+                    "idr_qp": idr_qp(crf), "pix_fmt": "yuv420p",
                     "container": "fragmented mp4"},
         "audio": audio,
         "reference": stats["reference"],
@@ -592,10 +827,15 @@ def prepare(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str], 
 
 
 def _encode_title(container: av.container.InputContainer, outdir: Path | None, rendition: Rendition,
-                  positions: list[dict[str, Any]], audio: dict[str, Any] | None, *, key: bytes | None, rms: float,
-                  strength: str,
+                  positions: list[dict[str, Any]], audio: dict[str, Any] | None, *, key: bytes | None,
+                  controls: dict[str, StrengthControl] | None, strength: str,
                   crf: int, preset: str, progress: Progress | None, out_paths: dict[str, Path]) -> dict[str, Any]:
-    """Decode once, mark, encode each variant of `out_paths` ("A", "B"; or "U": unmarked); return counters."""
+    """Decode once, encode U, write each output of `out_paths` ("A", "B"; or "U": unmarked); return counters.
+
+    With a `key`, every IDR access unit of U is replaced per variant by a marked one (`IdrMarker`)
+    whose delta has the RMS its `controls` entry picks, and the decoded variants give the detection
+    templates, the measured PSNR and the feedback for `controls` (`_VariantMeter`).
+    """
     n_frames = positions[-1]["first_frame"] + positions[-1]["frame_count"]
     video_stream = container.streams.video[0]
     video_stream.thread_type = "AUTO"
@@ -613,6 +853,40 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
             log.warning("leaktrace.autograph.reference is not available: no detection reference written")
 
     outputs = _Outputs(out_paths, rendition, crf=crf, preset=preset, audio=audio)
+    marker = meter = None
+    if key is not None:
+        marker = IdrMarker(rendition, qp=idr_qp(crf), preset=preset, parameter_sets=outputs.parameter_sets)
+
+        def position_done(index: int, templates: dict[str, np.ndarray], mse: dict[str, float]) -> None:
+            for v, error in mse.items():
+                controls[v].record(index, error)
+            if reference is not None:
+                reference.add_position(index, templates["A"], templates["B"])
+
+        meter = _VariantMeter(rendition, positions, variants, outputs.parameter_sets, on_position=position_done)
+    # per position waiting for its IDR: the perceptual mask and each variant's keyed noise
+    shapes: dict[int, dict[str, np.ndarray]] = {}
+
+    def write_video(packets: list[av.Packet]) -> None:
+        for packet in packets:
+            data = bytes(packet)
+            if marker is not None and packet.is_keyframe:
+                meter.drain(packet.pts)  # the positions before this one are measured: their error steers this RMS
+                index = packet.pts // rendition.frames_per_position
+                shape = shapes.pop(index)
+                picture = marker.decode(data)
+                outs = {}
+                for v in variants:
+                    rms = controls[v].rms_for(index)
+                    plus, minus = _split_delta(pattern.position_delta(shape[v], shape["mask"], rms=rms))
+                    outs[v] = marker.mark(data, picture, (plus, minus))
+                    outs[twin(v)] = marker.mark(data, picture, (minus, plus))
+            else:
+                outs = {v: data for v in variants}
+            if meter is not None:
+                meter.feed(packet, outs)
+            outputs.mux_video(packet, outs)
+
     convert = _FrameConverter(rendition)
     floor = MASK_FLOOR[strength]
     height = rendition.height
@@ -624,18 +898,11 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
         nonlocal frame_index
         index = frame_index // rendition.frames_per_position
         lumas = [frames[i][:height] for i in np.linspace(0, len(frames) - 1, min(_MASK_SAMPLE_FRAMES, len(frames))).astype(int)]
-        mask = pattern.perceptual_mask(lumas, floor=floor)
-        deltas = {v: pattern.position_delta(pattern.keyed_noise(key, index, v, height, rendition.width), mask, rms=rms)
-                  if key is not None else np.zeros((height, rendition.width), np.float32) for v in variants}
-        if reference is not None:
-            reference.add_position(index, deltas["A"], deltas["B"])
-        parts = {v: _split_delta(d) for v, d in deltas.items()}
-        marked = np.empty_like(frames[0])
+        if key is not None:
+            shapes[index] = {"mask": pattern.perceptual_mask(lumas, floor=floor),
+                             **{v: pattern.keyed_noise(key, index, v, height, rendition.width) for v in variants}}
         for yuv in frames:
-            marked[height:] = yuv[height:]
-            for v in variants:
-                _saturating_add(yuv[:height], *parts[v], out=marked[:height])
-                outputs.encode_frame(v, marked, frame_index)
+            write_video(outputs.encode_frame(yuv, frame_index))
             frame_index += 1
         if progress is not None:
             progress(frame_index, n_frames)
@@ -678,16 +945,23 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
         if pending:
             flush_position(pending)
             pending.clear()
+        write_video(outputs.flush_video())
+        if meter is not None:
+            meter.drain(n_frames)
         outputs.close()
         if reference is not None:
             reference.close()
     except av.FFmpegError as exc:
         raise PrepareError(f"decoding or encoding failed: {exc}") from exc
+    finally:
+        if meter is not None:
+            meter.close()
     return {
         "planned_frames": n_frames,
         "decoded_frames": decoded,
         "padded_frames": max(0, padded),
         "reference": reference is not None,
+        "psnr_db": meter.psnr_db() if meter is not None else None,
     }
 
 
@@ -701,7 +975,7 @@ def encode_unmarked(input_path: str | os.PathLike[str], out_path: str | os.PathL
     encoder = manifest["encoder"]
     container = _open_input(input_path)
     try:
-        _encode_title(container, None, rendition, manifest["positions"], manifest["audio"], key=None, rms=0.0,
+        _encode_title(container, None, rendition, manifest["positions"], manifest["audio"], key=None, controls=None,
                       strength=manifest["strength"], crf=encoder["crf"], preset=encoder["preset"],
                       progress=progress, out_paths={"U": out_path})
     finally:
