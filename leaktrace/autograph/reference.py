@@ -29,7 +29,8 @@ Folder `OUTDIR/reference/`:
                        correlation with the exact delta is > 0.99
     template_scales.npy float32 (n_positions, 2): multiply a 4-bit value by its scale to get levels
 
-The templates are the exact float deltas `embed.py` added, reduced with area averaging.
+The templates are the marks the decoded variants carry, averaged over each position's interior
+frames (measured by `embed.py`, see docs/autograph-format.md), reduced with area averaging.
 
 Size, measured on Big Buck Bunny 0-30 s at 1280x720/24 fps, 2 s positions, per minute of title:
 luma 3.2 MB (3.6 MB with tune fastdecode), templates 1.7 MB (3.5 MB with 1 s positions),
@@ -158,7 +159,7 @@ class ReferenceBuilder:
             self._container.mux(packet)
 
     def add_position(self, position: int, delta_a: np.ndarray, delta_b: np.ndarray) -> None:
-        """Store the exact float32 (height, width) luma deltas of variant A and B at `position`."""
+        """Store the float32 (height, width) luma marks of variant A and B at `position`."""
         for variant, delta in enumerate((delta_a, delta_b)):
             small = cv2.resize(np.asarray(delta, np.float32), (self.det_w, self.det_h), interpolation=cv2.INTER_AREA)
             self._templates[position, variant], self._scales[position, variant] = _pack_template(small)
