@@ -304,3 +304,22 @@ def test_prepare_reads_vp9_and_hevc(clip_path, codec, container, tmp_path):
     manifest = prepare(source, tmp_path / "title", position_seconds=1.0)
     assert manifest["source"]["video_codec"] == {"libvpx-vp9": "vp9", "libx265": "hevc"}[codec]
     assert (manifest["rendition"]["width"], manifest["rendition"]["height"], manifest["n_frames"]) == (360, 288, 25)
+
+
+def test_a_marked_idr_that_does_not_fit_the_unmarked_headers_is_refused():
+    from leaktrace.autograph import embed
+
+    rendition = embed.Rendition(64, 48, Fraction(25), 25, False)
+    encoder = embed._x264_encoder(rendition, crf=20, preset="veryfast")
+    yuv = np.random.default_rng(3).integers(16, 235, (72, 64), dtype=np.uint8)
+    idr = b"".join(bytes(p) for p in encoder.encode(embed._yuv_frame(yuv, 0)) + encoder.encode(None))
+    headers = embed.parameter_sets(idr)
+    assert [unit[0] & 0x1F for unit in headers] == [7, 8]
+    nothing = (np.zeros((48, 64), np.uint8), np.zeros((48, 64), np.uint8))
+    marker = embed.IdrMarker(rendition, qp=19, preset="veryfast", parameter_sets=headers)
+    marked = marker.mark(idr, marker.decode(idr), nothing)
+    assert [u[0] & 0x1F for u in embed.nal_units(marked)].count(5) >= 1
+    # another preset changes the PPS: its slices would not decode under U's headers
+    other = embed.IdrMarker(rendition, qp=19, preset="slow", parameter_sets=headers)
+    with pytest.raises(PrepareError, match="parameter sets"):
+        other.mark(idr, other.decode(idr), nothing)
