@@ -35,6 +35,7 @@ Rules decided here (also in docs/autograph-format.md):
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -129,11 +130,6 @@ def plan_positions(n_frames: int, frames_per_pos: int, fps: Fraction) -> list[di
             "end_s": float((first + count) / fps),
         })
     return positions
-
-
-def target_rms(strength: str) -> float:
-    """Model RMS (8-bit luma levels) of the IDR delta for a strength level: the one of its target MSE."""
-    return math.sqrt(target_mse(strength))
 
 
 def target_mse(strength: str) -> float:
@@ -251,6 +247,14 @@ def _x264_encoder(rendition: Rendition, **settings: Any) -> av.codec.context.Cod
     return encoder
 
 
+def _retimed(data: bytes, like: av.Packet) -> av.Packet:
+    """A packet of `data` with the timing and key-frame flag of `like`."""
+    packet = av.Packet(data)
+    packet.pts, packet.dts, packet.time_base = like.pts, like.dts, like.time_base
+    packet.duration, packet.is_keyframe = like.duration, like.is_keyframe
+    return packet
+
+
 def _yuv_frame(yuv: np.ndarray, index: int) -> av.VideoFrame:
     frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
     frame.pts = index
@@ -276,6 +280,11 @@ def nal_units(data: bytes) -> list[bytes]:
 
 def _nal_type(unit: bytes) -> int:
     return unit[0] & 0x1F
+
+
+def _annex_b(units: list[bytes]) -> bytes:
+    """NAL units as an Annex B byte stream (4-byte start codes)."""
+    return b"".join(_START_CODE + unit for unit in units)
 
 
 def parameter_sets(data: bytes) -> list[bytes]:
@@ -304,8 +313,7 @@ class IdrMarker:
     def decode(self, access_unit: bytes) -> np.ndarray:
         """The decoded yuv420p picture (height*3/2, width) of a self-contained IDR access unit."""
         decoder = av.CodecContext.create("h264", "r")
-        headers = b"".join(_START_CODE + unit for unit in self.parameter_sets)
-        frames = decoder.decode(av.Packet(headers + access_unit)) + decoder.decode(None)
+        frames = decoder.decode(av.Packet(_annex_b(self.parameter_sets) + access_unit)) + decoder.decode(None)
         if len(frames) != 1:
             raise PrepareError(f"an IDR access unit decoded to {len(frames)} pictures")
         return frames[0].to_ndarray(format="yuv420p")
@@ -320,7 +328,7 @@ class IdrMarker:
             raise PrepareError("the marked IDR picture does not fit the unmarked encode's parameter sets")
         kept = [u for u in nal_units(access_unit) if _nal_type(u) != _NAL_IDR_SLICE]
         slices = [u for u in units if _nal_type(u) == _NAL_IDR_SLICE]
-        return b"".join(_START_CODE + unit for unit in kept + slices)
+        return _annex_b(kept + slices)
 
 
 _MP4_OPTIONS = {
@@ -381,9 +389,7 @@ class _Outputs:
     def mux_video(self, packet: av.Packet, data: dict[str, bytes]) -> None:
         """Mux U's `packet` with each output's own bytes (`data`) and U's timing and flags."""
         for name, container in self.containers.items():
-            out = av.Packet(data[name])
-            out.pts, out.dts, out.time_base = packet.pts, packet.dts, packet.time_base
-            out.duration, out.is_keyframe = packet.duration, packet.is_keyframe
+            out = _retimed(data[name], packet)
             out.stream = self.video[name]
             container.mux(out)
 
@@ -448,7 +454,7 @@ class _VariantMeter:
                  on_position: Callable[[int, dict[str, np.ndarray], dict[str, float]], None]):
         self.rendition, self.positions, self.variants = rendition, positions, variants
         self.on_position = on_position
-        self._headers = b"".join(_START_CODE + unit for unit in parameter_sets)
+        self._headers = _annex_b(parameter_sets)
         self._names = ("U", *variants, *map(twin, variants))
         self._decoders = {name: self._decoder(name) for name in self._names}
         self._frames: dict[str, dict[int, np.ndarray]] = {name: {} for name in self._names}
@@ -474,7 +480,7 @@ class _VariantMeter:
         """Queue U's `packet` and the bytes of each variant and twin for it (U's own bytes where missing)."""
         self._check()
         own = bytes(packet)
-        self._queue.put((packet.pts, packet.dts, packet.time_base, {n: data.get(n, own) for n in self._names}))
+        self._queue.put((packet, {n: data.get(n, own) for n in self._names}))
 
     def drain(self, before: int) -> None:
         """Wait until every frame before frame `before` is measured and its positions reported."""
@@ -505,20 +511,19 @@ class _VariantMeter:
             finally:
                 self._queue.task_done()
 
-    def _decode(self, item: tuple[int, int, Any, dict[str, bytes]]) -> None:
-        pts, dts, time_base, data = item
-        r = self.rendition
+    def _decode(self, item: tuple[av.Packet, dict[str, bytes]]) -> None:
+        packet, data = item
         for name, decoder in self._decoders.items():
-            packet = av.Packet(data[name])
-            packet.pts, packet.dts, packet.time_base = pts, dts, time_base
-            for frame in decoder.decode(packet):
-                self._frames[name][frame.pts] = _plane(frame, 0)[: r.height, : r.width].copy()
+            self._collect(name, decoder.decode(_retimed(data[name], packet)))
+
+    def _collect(self, name: str, frames: list[av.VideoFrame]) -> None:
+        r = self.rendition
+        for frame in frames:
+            self._frames[name][frame.pts] = _plane(frame, 0)[: r.height, : r.width].copy()
 
     def _finish(self, before: int) -> None:
-        r = self.rendition
         for name, decoder in self._decoders.items():
-            for frame in decoder.decode(None):
-                self._frames[name][frame.pts] = _plane(frame, 0)[: r.height, : r.width].copy()
+            self._collect(name, decoder.decode(None))
             self._decoders[name] = self._decoder(name)   # the next packet is an IDR: a fresh decoder loses nothing
         for index in sorted(i for i in self._frames["U"] if i < before):
             self._measure(index, {name: frames.pop(index) for name, frames in self._frames.items() if index in frames})
@@ -700,17 +705,9 @@ def reorder_delay_frames(rendition: Rendition, *, crf: int, preset: str) -> int:
     init segment written before the first packet), so the audio is delayed by as much to stay in
     sync. Measured with a tiny encode: the delay depends on the settings, not on the frame size.
     """
-    encoder = av.CodecContext.create("libx264", "w")
-    encoder.width, encoder.height, encoder.pix_fmt = 64, 64, "yuv420p"
-    encoder.time_base, encoder.framerate = 1 / rendition.fps, rendition.fps
-    configure_x264(encoder, rendition, crf=crf, preset=preset)
+    encoder = _x264_encoder(dataclasses.replace(rendition, width=64, height=64), crf=crf, preset=preset)
     blank = np.full((96, 64), 128, np.uint8)
-    packets = []
-    for index in range(8):
-        frame = av.VideoFrame.from_ndarray(blank, format="yuv420p")
-        frame.pts = index
-        packets += encoder.encode(frame)
-    packets += encoder.encode(None)
+    packets = [p for index in range(8) for p in encoder.encode(_yuv_frame(blank, index))] + encoder.encode(None)
     return max(0, -min(packet.dts for packet in packets))
 
 
