@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -99,11 +100,21 @@ def save_stills(title_dirs: dict[str, Path], unmarked: Path, fps: float, out_dir
     return saved
 
 
+def _larger_step(a, b, name: str) -> float | None:
+    """The larger of two variants' steps (None when the title has a single position)."""
+    steps = [getattr(q, name) for q in (a, b) if getattr(q, name) is not None]
+    return max(steps) if steps else None
+
+
+def _steps(switch: float | None, within: float | None) -> str:
+    return " / ".join("n/a" if x is None else f"{x:.2f}" for x in (switch, within))
+
+
 def measure_clip(clip: str, seconds: float | None, workdir: Path, with_vmaf: bool) -> dict:
     """Prepare `clip` at every strength and measure each variant against the unmarked encode;
     return the table rows, the JSON results, the misses and (for the sky clip) the stills."""
     from leaktrace.autograph.embed import prepare
-    from leaktrace.autograph.quality import measure_psnr
+    from leaktrace.autograph.quality import codec_quality, measure_psnr
 
     out: dict = {"rows": [], "results": [], "misses": [], "stills": []}
     source = media.TESTDATA / clip
@@ -115,6 +126,9 @@ def measure_clip(clip: str, seconds: float | None, workdir: Path, with_vmaf: boo
         manifest = prepare(source, outdir, strength=strength, duration=seconds)
         title_dirs[strength] = outdir
         quality = measure_psnr(source, outdir, unmarked_path=unmarked)
+        if "codec" not in out:
+            out["codec"] = codec_quality(source, unmarked, manifest)
+        codec = out["codec"]
         vmaf_text = "n/a: no libvmaf"
         if with_vmaf:
             from leaktrace.autograph.assemble import variant_copy
@@ -136,13 +150,17 @@ def measure_clip(clip: str, seconds: float | None, workdir: Path, with_vmaf: boo
                             f"{a.psnr_db:.2f}", f"{b.psnr_db:.2f}",
                             f"{min(a.min_frame_psnr_db, b.min_frame_psnr_db):.2f}",
                             f"{a.ssim:.4f} / {b.ssim:.4f}", vmaf_text, f"{100 * growth:+.1f} %",
+                            _steps(_larger_step(a, b, "switch_step"), _larger_step(a, b, "frame_step")),
+                            _steps(codec.switch_step, codec.frame_step),
                             "ok" if within else "MISSED"])
         out["results"].append({"clip": clip, "strength": strength, "target_db": target,
                                "A": a.as_dict(), "B": b.as_dict(), "vmaf": vmaf_text,
+                               "unmarked_vs_source": codec.as_dict(),
                                "size_vs_unmarked": float(growth), "within": within})
     if clip == STILL_CLIP:
         fps = manifest["rendition"]["fps"][0] / manifest["rendition"]["fps"][1]
         out["stills"] = save_stills(title_dirs, unmarked, fps, media.OUT / "stills")
+    del out["codec"]
     return out
 
 
@@ -172,14 +190,23 @@ def main(argv: list[str] | None = None) -> int:
 
     table = report.markdown_table(
         ["clip", "rendition", "strength", "target dB", "Y-PSNR A dB", "Y-PSNR B dB", "worst frame dB",
-         "SSIM A / B", "VMAF", "bytes vs unmarked", f"within {TOLERANCE_DB:g} dB"], rows)
+         "SSIM A / B", "VMAF", "bytes vs unmarked", "mark step: switch / within", "codec step: IDR / within",
+         f"within {TOLERANCE_DB:g} dB"], rows)
     extent = f"first {seconds:g} s" if seconds else "whole length"
     body = (f"Each clip's {extent} prepared with the engine defaults (2 s positions, libx264 "
             f"veryfast CRF 20); Y-PSNR over all frames of each variant against the unmarked encode with the "
             f"same settings (`quality.measure_psnr`); SSIM on every 10th frame; VMAF "
             f"{'with libvmaf' if with_vmaf else 'n/a: the ffmpeg at hand (Debian 5.1) has no libvmaf'}; "
             f"bytes vs unmarked: a variant's init segment and fragments against the unmarked encode's file "
-            f"(both with the same audio).\n\n"
+            f"(both with the same audio). Steps (luma levels, RMS over the frame) measure flicker: how much "
+            f"the mark (variant minus unmarked encode, the larger of A and B) changes from one frame to the "
+            f"next across position switches, where a copy may change variant and a new pattern starts, and "
+            f"between frames within positions; beside it the same for the codec alone (unmarked encode "
+            f"minus source) at its IDR pictures and within GOPs. Any pattern drawn independently per "
+            f"position steps by sqrt(2) x its RMS at a switch: "
+            + ", ".join(f"{math.sqrt(2) * 255 / 10 ** (db / 20):.2f} levels for {name}" for name, db in STRENGTHS.items())
+            + f" at the target PSNR. {len(rows) - len(misses)} of {len(rows)} clip/strength pairs within "
+            f"{TOLERANCE_DB:g} dB.\n\n"
             f"{table}\n\nStills (1:1 crop {SKY_CROP[2]}x{SKY_CROP[3]} of the flat sky in {STILL_CLIP} at "
             f"{STILL_TIME:g} s, variant A; `_diff_x8` = 128 + 8 x (marked - unmarked)): "
             + ", ".join(f"`{p.relative_to(media.REPO_ROOT)}`" for p in stills))

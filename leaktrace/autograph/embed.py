@@ -8,8 +8,9 @@ Pipeline (one decoding pass over the input, after a demux-only packet count):
           unmarked frames ─► x264 (CRF) ─► U's packets
               IDR packet ─► decode ─► + delta(A) / + delta(B) ─► x264 intra (constant QP) ─► IDR of A / of B
               other packets ─► unchanged into A and B
-          A, B, and their twins (negated deltas) ─► decoded beside U on a second thread (_VariantMeter)
-              ─► detection templates, the measured PSNR, and the next positions' RMS (StrengthControl)
+          per position, on a second thread (_PositionMarker): A, B and their twins (negated deltas)
+              decoded beside U ─► each variant's MSE, re-marked when off ─► detection templates,
+              the measured PSNR, and the next positions' RMS (StrengthControl)
           ─► decode audio ─► AAC once ─► the very same packets muxed into A and B
 
 Then `package.split_variants()` cuts both files into `init.mp4`, `A.m4s`, `B.m4s` and
@@ -41,12 +42,11 @@ import json
 import logging
 import math
 import os
-import queue
 import secrets
 import shutil
-import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -87,8 +87,8 @@ PSNR_TOLERANCE_DB = 1.0
 # QP 16/19/22 make the variants 6.7/2.9/0.5 % larger than U and keep 100/96/94 % of the mark).
 IDR_QP_OFFSET = -3
 # The decoded MSE is the IDR re-encoding's own error plus a share of the delta's power (see
-# `StrengthModel`); prepare() measures what every position really gets and steers the RMS of
-# the next ones towards the target (`StrengthControl`).
+# `StrengthModel`); prepare() measures what every position really gets, marks it again when it
+# lands off, and steers the RMS of the next ones towards the target (`StrengthControl`).
 MIN_POSITION_SECONDS = 1.0
 MAX_POSITION_SECONDS = 2.0
 _MASK_SAMPLE_FRAMES = 4
@@ -427,8 +427,18 @@ class _Outputs:
         self._master.close()
 
 
-class _VariantMeter:
-    """Decodes U, the variants and their twins beside the encoder: the mark each position carries, and its MSE.
+@dataclass
+class _Mark:
+    """One marking of a position for one variant: its RMS, IDR access unit, measured MSE and template."""
+
+    rms: float
+    access_unit: bytes
+    mse: float
+    template: np.ndarray
+
+
+class _PositionMarker:
+    """Marks one position (a closed GOP of U) per variant, measures what each variant carries, re-marks it when off.
 
     A variant's decoded difference to U is its delta carried through the GOP plus the IDR
     re-encoding's own error. That error is partly the same for every re-encode of a picture, so
@@ -443,135 +453,118 @@ class _VariantMeter:
     The twins decode only reference pictures (`skip_frame` NONREF, 40 % less decoding), so the
     templates average those; the non-reference B pictures only interpolate their references'
     marks. U and the variants decode every picture: the MSE over reference pictures alone read up
-    to 0.75 dB low. The decoding runs on a thread of its own (PyAV decodes without the GIL) while
-    the caller feeds the encoder.
-    `drain(before)` waits for every frame before `before` and reports each finished position
-    through `on_position(index, templates, mse)`, with each variant's luma MSE against U.
+    to 0.75 dB low.
+
+    How much of a delta a GOP keeps depends on its content (cuts and intra blocks drop it; on rare
+    positions U's intra prediction makes it drift and grow), so a variant whose position would
+    leave the title off target is marked again with the RMS that the measurements predict
+    (`StrengthControl.retry_rms`), up to MAX_MARKS times; the closest mark is kept.
     """
 
-    def __init__(self, rendition: Rendition, positions: list[dict[str, Any]], variants: tuple[str, ...],
-                 parameter_sets: list[bytes],
-                 on_position: Callable[[int, dict[str, np.ndarray], dict[str, float]], None]):
-        self.rendition, self.positions, self.variants = rendition, positions, variants
-        self.on_position = on_position
-        self._headers = _annex_b(parameter_sets)
-        self._names = ("U", *variants, *map(twin, variants))
-        self._decoders = {name: self._decoder(name) for name in self._names}
-        self._frames: dict[str, dict[int, np.ndarray]] = {name: {} for name in self._names}
-        self._sums: dict[int, dict[str, np.ndarray]] = {}
-        self._counts: dict[int, dict[str, float]] = {}   # position -> interior frames, frames, squared errors
-        self._next_position = 0
-        self.squared_error = {name: 0.0 for name in variants}
+    def __init__(self, rendition: Rendition, positions: list[dict[str, Any]], marker: IdrMarker,
+                 controls: dict[str, StrengthControl],
+                 on_position: Callable[[int, dict[str, np.ndarray]], None]):
+        self.rendition, self.positions, self.marker = rendition, positions, marker
+        self.controls, self.on_position = controls, on_position
+        self._headers = _annex_b(marker.parameter_sets)
+        self.squared_error = dict.fromkeys(controls, 0.0)
         self.frames = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=64)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._work, name="leaktrace-variant-meter", daemon=True)
-        self._thread.start()
+
+    def mark(self, index: int, packets: list[av.Packet], shape: dict[str, np.ndarray]) -> dict[str, bytes]:
+        """Mark position `index` from U's `packets` (decode order, its IDR first); return each variant's IDR."""
+        idr = bytes(packets[0])
+        picture = self.marker.decode(idr)
+        tried: dict[str, list[_Mark]] = {v: [] for v in self.controls}
+        measured = {v: [] for v in self.controls}   # (rms, mse) of each mark tried
+        rms = {v: control.rms_for(index) for v, control in self.controls.items()}
+        while rms:
+            units = {}
+            for v, value in rms.items():
+                plus, minus = _split_delta(pattern.position_delta(shape[v], shape["mask"], rms=value))
+                units[v] = self.marker.mark(idr, picture, (plus, minus))
+                units[twin(v)] = self.marker.mark(idr, picture, (minus, plus))
+            for v, (mse, template) in self._measure(index, packets, units).items():
+                tried[v].append(_Mark(rms[v], units[v], mse, template))
+                measured[v].append((rms[v], mse))
+            retries = {v: self.controls[v].retry_rms(index, measured[v]) for v in rms}
+            rms = {v: value for v, value in retries.items() if value is not None and len(tried[v]) < MAX_MARKS}
+        kept = {v: min(marks, key=lambda m: self.controls[v].miss_db(index, m.mse)) for v, marks in tried.items()}
+        frames = self.positions[index]["frame_count"]
+        for v, chosen in kept.items():
+            self.controls[v].record(index, tried=measured[v], kept=(chosen.rms, chosen.mse))
+            self.squared_error[v] += chosen.mse * frames * self.rendition.width * self.rendition.height
+        self.frames += frames
+        self.on_position(index, {v: chosen.template for v, chosen in kept.items()})
+        return {v: chosen.access_unit for v, chosen in kept.items()}
+
+    def psnr_db(self) -> dict[str, float]:
+        """Luma PSNR of each variant against U over every picture marked so far."""
+        pixels = max(1, self.frames * self.rendition.width * self.rendition.height)
+        return {v: _psnr_db(error / pixels) for v, error in self.squared_error.items()}
 
     def _decoder(self, name: str) -> av.codec.context.CodecContext:
         decoder = av.CodecContext.create("h264", "r")
         decoder.extradata = self._headers
         decoder.thread_type = "NONE"
-        if name not in ("U", *self.variants):
+        if name not in ("U", *self.controls):
             decoder.skip_frame = "NONREF"
         return decoder
 
-    def feed(self, packet: av.Packet, data: dict[str, bytes]) -> None:
-        """Queue U's `packet` and the bytes of each variant and twin for it (U's own bytes where missing)."""
-        self._check()
-        own = bytes(packet)
-        self._queue.put((packet, {n: data.get(n, own) for n in self._names}))
-
-    def drain(self, before: int) -> None:
-        """Wait until every frame before frame `before` is measured and its positions reported."""
-        self._queue.put(before)
-        self._queue.join()
-        self._check()
-
-    def close(self) -> None:
-        """Stop the decoding thread (errors surface through drain())."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-
-    def _check(self) -> None:
-        if self._error is not None:
-            raise PrepareError(f"measuring the variants failed: {self._error}") from self._error
-
-    def _work(self) -> None:
-        while True:
-            item = self._queue.get()
-            try:
-                if item is None:
-                    return
-                if self._error is None:
-                    self._decode(item) if isinstance(item, tuple) else self._finish(item)
-            except BaseException as exc:  # reported to the caller by the next feed() or drain()
-                self._error = exc
-            finally:
-                self._queue.task_done()
-
-    def _decode(self, item: tuple[av.Packet, dict[str, bytes]]) -> None:
-        packet, data = item
-        for name, decoder in self._decoders.items():
-            self._collect(name, decoder.decode(_retimed(data[name], packet)))
-
-    def _collect(self, name: str, frames: list[av.VideoFrame]) -> None:
+    def _measure(self, index: int, packets: list[av.Packet], units: dict[str, bytes]
+                 ) -> dict[str, tuple[float, np.ndarray]]:
+        """Decode the position from U's packets and each IDR of `units`: per variant, its MSE against U and template."""
         r = self.rendition
-        for frame in frames:
-            self._frames[name][frame.pts] = _plane(frame, 0)[: r.height, : r.width].copy()
+        first, count = self.positions[index]["first_frame"], self.positions[index]["frame_count"]
+        variants = [name for name in units if name in self.controls]
+        decoders = {name: self._decoder(name) for name in ("U", *units)}
+        latest = dict.fromkeys(decoders, -1)
+        lumas: dict[int, dict[str, np.ndarray]] = {}   # pts -> decoded luma per stream, until measured
+        errors = dict.fromkeys(variants, 0.0)
+        sums: dict[str, np.ndarray] = {}
+        interior_frames = frames = 0
 
-    def _finish(self, before: int) -> None:
-        for name, decoder in self._decoders.items():
-            self._collect(name, decoder.decode(None))
-            self._decoders[name] = self._decoder(name)   # the next packet is an IDR: a fresh decoder loses nothing
-        for index in sorted(i for i in self._frames["U"] if i < before):
-            self._measure(index, {name: frames.pop(index) for name, frames in self._frames.items() if index in frames})
-        while self._next_position < len(self.positions):
-            position = self.positions[self._next_position]
-            if position["first_frame"] + position["frame_count"] > before:
-                break
-            self._report(position)
-            self._next_position += 1
+        def take(name: str, decoded: list[av.VideoFrame]) -> None:
+            for frame in decoded:
+                lumas.setdefault(frame.pts, {})[name] = _plane(frame, 0)[: r.height, : r.width].copy()
+                latest[name] = frame.pts
 
-    def _measure(self, index: int, lumas: dict[str, np.ndarray]) -> None:
-        number = index // self.rendition.frames_per_position
-        first, count = self.positions[number]["first_frame"], self.positions[number]["frame_count"]
-        interior = count <= 2 or first < index < first + count - 1
-        counts = self._counts.setdefault(number, {"interior": 0, "frames": 0, **{v: 0.0 for v in self.variants}})
-        sums = self._sums.setdefault(number, {})
-        unmarked = lumas["U"]
-        for name in self.variants:
-            error = cv2.norm(lumas[name], unmarked, cv2.NORM_L2SQR)
-            self.squared_error[name] += error
-            counts[name] += error
-            if interior and twin(name) in lumas:
-                diff = cv2.subtract(lumas[name], lumas[twin(name)], dtype=cv2.CV_16S)
-                total = sums.get(name)
-                sums[name] = diff.astype(np.int32) if total is None else cv2.add(total, diff, dtype=cv2.CV_32S)
-        counts["interior"] += interior and all(twin(name) in lumas for name in self.variants)
-        counts["frames"] += 1
-        self.frames += 1
-
-    def _report(self, position: dict[str, Any]) -> None:
-        number = position["index"]
-        counts = self._counts.pop(number, {"interior": 0, "frames": 0})
-        interior = counts["interior"]
-        sums = self._sums.pop(number, {})
-        shape = (self.rendition.height, self.rendition.width)
-        templates = {name: sums[name].astype(np.float32) / (2 * interior) if interior else np.zeros(shape, np.float32)
-                     for name in self.variants}
-        pixels = max(1, counts["frames"] * shape[0] * shape[1])
-        self.on_position(number, templates, {name: counts.get(name, 0.0) / pixels for name in self.variants})
-
-    def psnr_db(self) -> dict[str, float]:
-        """Luma PSNR of each variant against U over every picture."""
-        pixels = max(1, self.frames * self.rendition.width * self.rendition.height)
-        return {name: _psnr_db(error / pixels) for name, error in self.squared_error.items()}
+        for number, packet in enumerate(packets):
+            own = bytes(packet)
+            for name, decoder in decoders.items():
+                take(name, decoder.decode(_retimed(units[name] if number == 0 and name in units else own, packet)))
+            flushing = number == len(packets) - 1
+            if flushing:
+                for name, decoder in decoders.items():
+                    take(name, decoder.decode(None))
+            for pts in sorted(lumas):
+                got = lumas[pts]
+                # a twin skips non-reference pictures: once it is past `pts` without it, none will come
+                complete = "U" in got and all(v in got for v in variants)
+                settled = all(twin(v) in got or latest[twin(v)] > pts for v in variants)
+                if flushing and not complete:
+                    raise PrepareError(f"picture {pts} of position {index} is missing from a decoded variant")
+                if not (complete and (settled or flushing)):
+                    break
+                del lumas[pts]
+                for v in variants:
+                    errors[v] += cv2.norm(got[v], got["U"], cv2.NORM_L2SQR)
+                interior = count <= 2 or first < pts < first + count - 1
+                if interior and all(twin(v) in got for v in variants):
+                    interior_frames += 1
+                    for v in variants:
+                        diff = cv2.subtract(got[v], got[twin(v)], dtype=cv2.CV_16S)
+                        sums[v] = diff.astype(np.int32) if v not in sums else cv2.add(sums[v], diff, dtype=cv2.CV_32S)
+                frames += 1
+        if frames != count:
+            raise PrepareError(f"position {index} decoded to {frames} pictures instead of {count}")
+        pixels = count * r.width * r.height
+        empty = np.zeros((r.height, r.width), np.float32)
+        return {v: (errors[v] / pixels, sums[v].astype(np.float32) / (2 * interior_frames) if interior_frames else empty)
+                for v in variants}
 
 
 def twin(variant: str) -> str:
-    """Name of the never-delivered twin of a variant, whose IDR carries the negated delta (`_VariantMeter`)."""
+    """Name of the never-delivered twin of a variant, whose IDR carries the negated delta (`_PositionMarker`)."""
     return f"{variant}-"
 
 
@@ -597,17 +590,23 @@ class StrengthModel:
 # gain 0.4-0.85); `StrengthControl` rescales it to what the title measures.
 DEFAULT_MODEL = StrengthModel(floor_mse=0.5, gain=0.6)
 # Each position's RMS stays within these factors of the target MSE's RMS.
-RMS_RANGE = (0.5, 2.0)
+RMS_RANGE = (0.5, 2.5)
+# A position is marked again when it would leave the title's MSE further than this from the
+# target, at most MAX_MARKS times in all; the closest mark is kept.
+REMARK_TOLERANCE_DB = 0.5
+MAX_MARKS = 3
 
 
 class StrengthControl:
     """Chooses each position's delta RMS so that the title's MSE against U converges on the target.
 
-    The model's prediction is scaled by what the title has measured so far (measured over
-    predicted MSE of the positions decoded). A position's RMS is the one that makes the measured
-    MSE of the positions decoded, the prediction for those in flight and the prediction for this
-    one average to the target (each weighted by its frames), within RMS_RANGE. A title whose floor
-    alone exceeds the target keeps the lowest RMS, so it stays marked.
+    The model's prediction is scaled by what recent marks measured (measured over predicted MSE,
+    each earlier mark's weight halved by every later one: content changes from scene to scene, and
+    the last positions predict the next best). A position aims at the MSE that brings the title's
+    average, weighted by frames, to the target (`wanted`), and starts from the RMS the scaled model
+    gives for it. If it lands off, `retry_rms` fits the position's own measurements. RMS stays
+    within RMS_RANGE of the target's RMS; a title whose floor alone exceeds the target keeps the
+    lowest, so it stays marked. Positions are marked in order, each recorded before the next.
     """
 
     def __init__(self, model: StrengthModel, *, target_mse: float, positions: list[dict[str, Any]]):
@@ -615,33 +614,66 @@ class StrengthControl:
         self.frames = [position["frame_count"] for position in positions]
         base = math.sqrt(target_mse)
         self.bounds = (RMS_RANGE[0] * base, RMS_RANGE[1] * base)
-        self._measured = [0.0, 0.0, 0]   # measured squared-error sum, predicted sum, frames
-        self._in_flight: dict[int, float] = {}   # position -> model MSE of its RMS
+        self._title = [0.0, 0]          # squared-error sum (MSE x frames) and frames of the positions kept
+        self._recent = [0.0, 0.0]       # measured and predicted MSE of recent marks, decaying
+        self.wanted: dict[int, float] = {}
         self.chosen: dict[int, float] = {}
 
     @property
     def scale(self) -> float:
-        """Measured over predicted MSE so far (1 before any measurement)."""
-        measured, predicted, _ = self._measured
+        """Measured over predicted MSE of recent marks (1 before any measurement)."""
+        measured, predicted = self._recent
         return measured / predicted if predicted > 0 else 1.0
 
     def rms_for(self, index: int) -> float:
-        """The RMS for position `index` (positions come in order; each once)."""
-        frames, scale = self.frames[index], self.scale
-        in_flight = sum(scale * mse * self.frames[i] for i, mse in self._in_flight.items())
-        done = self._measured[2] + sum(self.frames[i] for i in self._in_flight)
-        wanted = (self.target_mse * (done + frames) - self._measured[0] - in_flight) / frames
-        rms = float(np.clip(self.model.rms(wanted / scale), *self.bounds))
-        self._in_flight[index] = self.model.mse(rms)
-        self.chosen[index] = rms
-        return rms
-
-    def record(self, index: int, mse: float) -> None:
-        """The measured MSE of position `index`."""
+        """The first RMS to try for position `index`."""
+        squared_error, done = self._title
         frames = self.frames[index]
-        self._measured[0] += mse * frames
-        self._measured[1] += self._in_flight.pop(index) * frames
-        self._measured[2] += frames
+        self.wanted[index] = wanted = (self.target_mse * (done + frames) - squared_error) / frames
+        return self._clip(self.model.rms(wanted / self.scale))
+
+    def miss_db(self, index: int, mse: float) -> float:
+        """How far (dB) the title so far would be from the target with position `index` at `mse`."""
+        squared_error, done = self._title
+        frames = self.frames[index]
+        title_mse = (squared_error + mse * frames) / (done + frames)
+        return abs(10.0 * math.log10(max(title_mse, 1e-9) / self.target_mse))
+
+    def retry_rms(self, index: int, tried: list[tuple[float, float]]) -> float | None:
+        """The RMS to mark position `index` with again after the (rms, mse) `tried`; None when done.
+
+        A position is done when it leaves the title within REMARK_TOLERANCE_DB of the target: early
+        positions must land close, later ones only when far off (a drifting mark), since the next
+        positions make up for small misses.
+
+        One measurement rescales the model to this position; two fit mse = a + b x rms^2 through
+        the latest two, which covers both a fading mark (small b) and a drifting one (large b).
+        """
+        rms, mse = tried[-1]
+        if self.miss_db(index, mse) <= REMARK_TOLERANCE_DB:
+            return None
+        wanted = self.wanted[index]
+        slope = 0.0
+        if len(tried) > 1 and abs(rms - tried[-2][0]) > 1e-6:
+            r0, m0 = tried[-2]
+            slope = (mse - m0) / (rms * rms - r0 * r0)
+        if slope > 0:
+            better = math.sqrt(max(wanted - (mse - slope * rms * rms), 0.0) / slope)
+        else:
+            better = self.model.rms(wanted * self.model.mse(rms) / max(mse, 1e-9))
+        better = self._clip(better)
+        return None if any(abs(better - r) <= 0.02 * r for r, _ in tried) else better
+
+    def record(self, index: int, *, tried: list[tuple[float, float]], kept: tuple[float, float]) -> None:
+        """The (rms, mse) marks `tried` for position `index` in order, and the one `kept`."""
+        for rms, mse in tried:
+            self._recent = [0.5 * self._recent[0] + mse, 0.5 * self._recent[1] + self.model.mse(rms)]
+        self._title[0] += kept[1] * self.frames[index]
+        self._title[1] += self.frames[index]
+        self.chosen[index] = kept[0]
+
+    def _clip(self, rms: float) -> float:
+        return float(np.clip(rms, *self.bounds))
 
 
 def _saturating_add(y: np.ndarray, plus: np.ndarray, minus: np.ndarray, out: np.ndarray) -> None:
@@ -681,9 +713,13 @@ def _prepare_outdir(outdir: Path, force: bool) -> None:
             raise PrepareError(f"output folder {outdir} is not empty (pass --force / force=True to replace it)")
         if not (outdir / package.MANIFEST_FILE).exists() and not (outdir / package.INDEX_FILE).exists():
             raise PrepareError(f"output folder {outdir} is not empty and is not a prepared title; refusing to overwrite")
-        for child in outdir.iterdir():
-            shutil.rmtree(child) if child.is_dir() else child.unlink()
+        _empty(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
+
+
+def _empty(folder: Path) -> None:
+    for child in folder.iterdir():
+        shutil.rmtree(child) if child.is_dir() else child.unlink()
 
 
 def _reference_builder(outdir: Path, rendition: Rendition, positions: list[dict[str, Any]]) -> Any:
@@ -758,28 +794,27 @@ def prepare(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str], 
         positions = plan_positions(n_frames, rendition.frames_per_position, fps)
         audio = _audio_plan(container)
         _prepare_outdir(outdir, force)
+        # from here on a failure leaves the folder empty, never a title without its manifest
         tmp_paths = {name: outdir / f".{name}.tmp.mp4" for name in _VARIANTS}
         controls = {v: StrengthControl(DEFAULT_MODEL, target_mse=target_mse(strength), positions=positions)
                     for v in _VARIANTS}
-        stats = _encode_title(container, outdir, rendition, positions, audio, key=key, controls=controls,
-                              strength=strength,
-                              crf=crf, preset=preset, progress=progress, out_paths=tmp_paths)
-    except BaseException as exc:
-        for path in outdir.glob(".?.tmp.mp4"):
-            path.unlink(missing_ok=True)
-        if isinstance(exc, av.FFmpegError):
-            raise PrepareError(f"decoding or encoding failed: {exc}") from exc
-        raise
-    finally:
-        container.close()
-
-    try:
-        package.split_variants(tmp_paths["A"], tmp_paths["B"], outdir, n_positions=len(positions))
+        try:
+            stats = _encode_title(container, outdir, rendition, positions, audio, key=key, controls=controls,
+                                  strength=strength,
+                                  crf=crf, preset=preset, progress=progress, out_paths=tmp_paths)
+            package.split_variants(tmp_paths["A"], tmp_paths["B"], outdir, n_positions=len(positions))
+        except BaseException:
+            _empty(outdir)
+            raise
+        finally:
+            for path in tmp_paths.values():
+                path.unlink(missing_ok=True)
+    except av.FFmpegError as exc:
+        raise PrepareError(f"decoding or encoding failed: {exc}") from exc
     except package.PackageError as exc:
         raise PrepareError(f"the A and B encodes are not interchangeable: {exc}") from exc
     finally:
-        for path in tmp_paths.values():
-            path.unlink(missing_ok=True)
+        container.close()
     package.write_key(outdir, key)
 
     manifest = {
@@ -831,7 +866,7 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
 
     With a `key`, every IDR access unit of U is replaced per variant by a marked one (`IdrMarker`)
     whose delta has the RMS its `controls` entry picks, and the decoded variants give the detection
-    templates, the measured PSNR and the feedback for `controls` (`_VariantMeter`).
+    templates, the measured PSNR and the feedback for `controls` (`_PositionMarker`).
     """
     n_frames = positions[-1]["first_frame"] + positions[-1]["frame_count"]
     video_stream = container.streams.video[0]
@@ -850,39 +885,44 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
             log.warning("leaktrace.autograph.reference is not available: no detection reference written")
 
     outputs = _Outputs(out_paths, rendition, crf=crf, preset=preset, audio=audio)
-    marker = meter = None
+    marker = None
     if key is not None:
-        marker = IdrMarker(rendition, qp=idr_qp(crf), preset=preset, parameter_sets=outputs.parameter_sets)
-
-        def position_done(index: int, templates: dict[str, np.ndarray], mse: dict[str, float]) -> None:
-            for v, error in mse.items():
-                controls[v].record(index, error)
+        def position_done(index: int, templates: dict[str, np.ndarray]) -> None:
             if reference is not None:
                 reference.add_position(index, templates["A"], templates["B"])
 
-        meter = _VariantMeter(rendition, positions, variants, outputs.parameter_sets, on_position=position_done)
+        idr_marker = IdrMarker(rendition, qp=idr_qp(crf), preset=preset, parameter_sets=outputs.parameter_sets)
+        marker = _PositionMarker(rendition, positions, idr_marker, controls, on_position=position_done)
     # per position waiting for its IDR: the perceptual mask and each variant's keyed noise
     shapes: dict[int, dict[str, np.ndarray]] = {}
+    # Positions are marked on a thread of their own (PyAV decodes and encodes without the GIL)
+    # while this one encodes the next; each is muxed once marked, in order.
+    marking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leaktrace-mark")
+    gop: list[av.Packet] = []
+    in_marking: list[tuple[list[av.Packet], Future]] = []
+
+    def mux_marked() -> None:
+        for packets, future in in_marking:
+            idrs = future.result()
+            outputs.mux_video(packets[0], idrs)
+            for packet in packets[1:]:
+                outputs.mux_video(packet, dict.fromkeys(variants, bytes(packet)))
+        in_marking.clear()
+
+    def submit_gop() -> None:
+        mux_marked()
+        index = gop[0].pts // rendition.frames_per_position
+        in_marking.append((list(gop), marking.submit(marker.mark, index, list(gop), shapes.pop(index))))
+        gop.clear()
 
     def write_video(packets: list[av.Packet]) -> None:
         for packet in packets:
-            data = bytes(packet)
-            if marker is not None and packet.is_keyframe:
-                meter.drain(packet.pts)  # the positions before this one are measured: their error steers this RMS
-                index = packet.pts // rendition.frames_per_position
-                shape = shapes.pop(index)
-                picture = marker.decode(data)
-                outs = {}
-                for v in variants:
-                    rms = controls[v].rms_for(index)
-                    plus, minus = _split_delta(pattern.position_delta(shape[v], shape["mask"], rms=rms))
-                    outs[v] = marker.mark(data, picture, (plus, minus))
-                    outs[twin(v)] = marker.mark(data, picture, (minus, plus))
-            else:
-                outs = {v: data for v in variants}
-            if meter is not None:
-                meter.feed(packet, outs)
-            outputs.mux_video(packet, outs)
+            if marker is None:
+                outputs.mux_video(packet, dict.fromkeys(variants, bytes(packet)))
+                continue
+            if packet.is_keyframe and gop:
+                submit_gop()
+            gop.append(packet)
 
     convert = _FrameConverter(rendition)
     floor = MASK_FLOOR[strength]
@@ -943,22 +983,22 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
             flush_position(pending)
             pending.clear()
         write_video(outputs.flush_video())
-        if meter is not None:
-            meter.drain(n_frames)
+        if gop:
+            submit_gop()
+        mux_marked()
         outputs.close()
         if reference is not None:
             reference.close()
     except av.FFmpegError as exc:
         raise PrepareError(f"decoding or encoding failed: {exc}") from exc
     finally:
-        if meter is not None:
-            meter.close()
+        marking.shutdown(cancel_futures=True)
     return {
         "planned_frames": n_frames,
         "decoded_frames": decoded,
         "padded_frames": max(0, padded),
         "reference": reference is not None,
-        "psnr_db": meter.psnr_db() if meter is not None else None,
+        "psnr_db": marker.psnr_db() if marker is not None else None,
     }
 
 
@@ -966,9 +1006,7 @@ def encode_unmarked(input_path: str | os.PathLike[str], out_path: str | os.PathL
                     manifest: package.Manifest, *, progress: Progress | None = None) -> Path:
     """Encode the title of `manifest` without any mark, with the very same settings (quality baseline)."""
     input_path, out_path = Path(input_path), Path(out_path)
-    fps = Fraction(*manifest["rendition"]["fps"])
-    rendition = Rendition(manifest["rendition"]["width"], manifest["rendition"]["height"], fps,
-                          manifest["frames_per_position"], manifest["rendition"]["geometry"] == "scaled")
+    rendition = manifest_rendition(manifest)
     encoder = manifest["encoder"]
     container = _open_input(input_path)
     try:
@@ -978,6 +1016,32 @@ def encode_unmarked(input_path: str | os.PathLike[str], out_path: str | os.PathL
     finally:
         container.close()
     return out_path
+
+
+def manifest_rendition(manifest: package.Manifest) -> Rendition:
+    """The rendition a prepared title was made in."""
+    r = manifest["rendition"]
+    return Rendition(r["width"], r["height"], Fraction(*r["fps"]), manifest["frames_per_position"],
+                     r["geometry"] == "scaled")
+
+
+def source_frames(input_path: str | os.PathLike[str], manifest: package.Manifest) -> Iterator[np.ndarray]:
+    """The input's frames as prepare() encoded them: yuv420p arrays (height*3/2, width), n_frames of them.
+
+    As in prepare(), frames beyond the plan are not used and a short decode repeats its last frame.
+    """
+    convert = _FrameConverter(manifest_rendition(manifest))
+    planned, done, last = manifest["n_frames"], 0, None
+    with _open_input(Path(input_path)) as container:
+        for packet in container.demux(video=0):
+            for frame in _decode(packet):
+                if done == planned:
+                    return
+                last = convert(frame)
+                done += 1
+                yield last
+    for _ in range(planned - done if last is not None else 0):
+        yield last
 
 
 def _decode(packet: av.Packet) -> list[Any]:

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from leaktrace.autograph.assemble import variant_copy
-from leaktrace.autograph.embed import encode_unmarked
+from leaktrace.autograph.embed import encode_unmarked, source_frames
 from leaktrace.autograph.package import load_title
 
 
@@ -65,6 +65,11 @@ class QualityResult:
     ssim: float                   # mean over the frames measured (every `ssim_every`-th frame)
     frames: int
     position_psnr_db: list[float] = field(default_factory=list)
+    # How much the mark changes from one frame to the next (RMS of the change of the difference to
+    # the unmarked encode, luma levels): across position switches, where a copy may switch
+    # variant and a new pattern starts, and between frames within positions.
+    switch_step: float | None = None   # None: a single position
+    frame_step: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -72,14 +77,19 @@ class QualityResult:
 
 def compare_luma(marked: Iterator[np.ndarray], unmarked: Iterator[np.ndarray], *, frames_per_position: int,
                  ssim_every: int = 10) -> QualityResult:
-    """PSNR/SSIM of two decoded luma sequences of equal length, frame by frame."""
+    """PSNR/SSIM of two decoded luma sequences of equal length, frame by frame, and the mark's steps."""
     squared_errors: list[float] = []
     ssims: list[float] = []
+    steps: dict[bool, list[float]] = {True: [], False: []}   # at a position switch or not -> mean squared step
+    previous = None
     for index, (a, b) in enumerate(zip(marked, unmarked, strict=True)):
         diff = a.astype(np.int16) - b.astype(np.int16)
         squared_errors.append(float(np.mean(diff.astype(np.float32) ** 2)))
         if index % ssim_every == 0:
             ssims.append(ssim(a, b))
+        if previous is not None:
+            steps[index % frames_per_position == 0].append(float(np.mean(np.square(diff - previous, dtype=np.float32))))
+        previous = diff
     mse = np.asarray(squared_errors)
     frame_psnr = [psnr_from_mse(m) for m in mse]
     positions = [psnr_from_mse(float(mse[i:i + frames_per_position].mean()))
@@ -91,6 +101,8 @@ def compare_luma(marked: Iterator[np.ndarray], unmarked: Iterator[np.ndarray], *
         ssim=float(np.mean(ssims)),
         frames=len(mse),
         position_psnr_db=positions,
+        switch_step=math.sqrt(np.mean(steps[True])) if steps[True] else None,
+        frame_step=math.sqrt(np.mean(steps[False])) if steps[False] else None,
     )
 
 
@@ -115,3 +127,11 @@ def measure_psnr(input_path: str | os.PathLike[str], outdir: str | os.PathLike[s
                 results[variant] = compare_luma(decode_luma(stream), decode_luma(baseline),
                                                 frames_per_position=manifest["frames_per_position"])
     return results
+
+
+def codec_quality(input_path: str | os.PathLike[str], unmarked_path: str | os.PathLike[str],
+                  manifest: dict[str, Any]) -> QualityResult:
+    """The unmarked encode against the input's frames: what the codec alone changes (the mark's yardstick)."""
+    height = manifest["rendition"]["height"]
+    source = (frame[:height] for frame in source_frames(input_path, manifest))
+    return compare_luma(decode_luma(unmarked_path), source, frames_per_position=manifest["frames_per_position"])

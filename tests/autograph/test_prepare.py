@@ -15,7 +15,15 @@ import pytest
 from typer.testing import CliRunner
 
 from leaktrace.autograph.assemble import variant_copy, write_copy
-from leaktrace.autograph.embed import PrepareError, encode_unmarked, frames_per_position, prepare
+from leaktrace.autograph.embed import (
+    PrepareError,
+    StrengthControl,
+    StrengthModel,
+    encode_unmarked,
+    frames_per_position,
+    prepare,
+    target_mse,
+)
 from leaktrace.autograph.package import load_title
 from leaktrace.autograph.quality import decode_luma, measure_psnr
 from leaktrace.cli import app
@@ -180,6 +188,23 @@ def test_prepare_refuses_bad_input_and_options(clip_path, tmp_path):
     assert not (tmp_path / "a").exists()
 
 
+def test_a_prepare_that_fails_midway_leaves_an_empty_folder(clip_path, tmp_path):
+    class Cancelled(Exception):
+        pass
+
+    def cancel_after_two_positions(done: int, planned: int) -> None:
+        if done >= 48:
+            raise Cancelled
+
+    outdir = tmp_path / "title"
+    with pytest.raises(Cancelled):
+        prepare(clip_path("caminandes_360p24_10s.mp4"), outdir, duration=4.0, progress=cancel_after_two_positions)
+    assert outdir.is_dir() and list(outdir.iterdir()) == []
+    # and the folder takes a new title without --force
+    manifest = prepare(clip_path("caminandes_360p24_10s.mp4"), outdir, duration=2.0)
+    assert manifest["n_frames"] == 48 and (outdir / "manifest.json").is_file()
+
+
 def test_cli_prepare_and_copy(clip_path, tmp_path):
     clip = clip_path("caminandes_360p24_10s.mp4")
     runner = CliRunner()
@@ -219,7 +244,7 @@ def test_strength_hits_its_psnr_within_one_db(clip_path, clip, strength, seconds
     base = tmp_path_factory.getbasetemp() / "psnr"
     base.mkdir(exist_ok=True)
     outdir = base / f"{clip}-{strength}"
-    manifest = prepare(source, outdir, strength=strength, duration=seconds)
+    manifest = prepare(source, outdir, strength=strength, duration=seconds, key=bytes(32))
     assert manifest["pattern"]["target_reached"] is True
     quality = measure_psnr(source, outdir, unmarked_path=base / f"{clip}-{seconds}-unmarked.mp4")
     target = {"light": 48.0, "medium": 44.0, "strong": 40.0}[strength]
@@ -323,3 +348,49 @@ def test_a_marked_idr_that_does_not_fit_the_unmarked_headers_is_refused():
     other = embed.IdrMarker(rendition, qp=19, preset="slow", parameter_sets=headers)
     with pytest.raises(PrepareError, match="parameter sets"):
         other.mark(idr, other.decode(idr), nothing)
+
+
+def _control(n_positions: int = 10) -> StrengthControl:
+    positions = [{"index": i, "first_frame": 50 * i, "frame_count": 50} for i in range(n_positions)]
+    return StrengthControl(StrengthModel(floor_mse=0.5, gain=0.6), target_mse=target_mse("medium"),
+                           positions=positions)
+
+
+def test_strength_control_remarks_a_position_that_lands_off_and_keeps_to_its_bounds():
+    control = _control()
+    target = target_mse("medium")
+    first = control.rms_for(0)
+    assert control.wanted[0] == pytest.approx(target)
+    assert control.retry_rms(0, [(first, target * 1.05)]) is None            # 0.2 dB: done
+    # half the predicted power arrived: one measurement rescales the model to this position
+    rescaled = control.retry_rms(0, [(first, target / 2)])
+    assert StrengthModel(0.25, 0.3).mse(rescaled) == pytest.approx(target, rel=1e-6)
+    # a drifting mark (MSE grows fast with the RMS): two measurements fit a + b x rms^2
+    tried = [(first, 4 * target), (0.8 * first, 2.5 * target)]
+    slope = (4 - 2.5) * target / (first**2 - (0.8 * first) ** 2)
+    fitted = control.retry_rms(0, tried)
+    assert 4 * target - slope * first**2 + slope * fitted**2 == pytest.approx(target, rel=1e-6)
+    # the bounds hold, and a bound already tried ends the search
+    low, high = control.bounds
+    assert control.retry_rms(0, [(first, 50 * target)]) == low
+    assert control.retry_rms(0, [(first, 50 * target), (low, 20 * target)]) is None
+    assert control.retry_rms(0, [(high, target / 50)]) is None
+
+
+def test_strength_control_makes_up_for_a_position_in_the_next_ones():
+    control = _control()
+    target = target_mse("medium")
+    for index in range(4):
+        rms = control.rms_for(index)
+        assert control.wanted[index] == pytest.approx(target)
+        control.record(index, tried=[(rms, target)], kept=(rms, target))
+    rms = control.rms_for(4)
+    # half the power on the fifth position leaves the title 0.46 dB light: not marked again (the
+    # first position would have been), and the next position aims higher to make up for it
+    assert control.retry_rms(4, [(rms, target / 2)]) is None
+    fresh = _control()
+    assert fresh.retry_rms(0, [(fresh.rms_for(0), target / 2)]) is not None
+    control.record(4, tried=[(rms, target / 2)], kept=(rms, target / 2))
+    control.rms_for(5)
+    assert control.wanted[5] == pytest.approx(1.5 * target)
+    assert sorted(control.chosen) == [0, 1, 2, 3, 4]
