@@ -24,6 +24,7 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -100,8 +101,8 @@ def save_stills(title_dirs: dict[str, Path], unmarked: Path, fps: float, out_dir
     return saved
 
 
-def _larger_step(a, b, name: str) -> float | None:
-    """The larger of two variants' steps (None when the title has a single position)."""
+def _larger_step(a: Any, b: Any, name: str) -> float | None:
+    """The larger of two variants' (`QualityResult`) steps; None when the title has a single position."""
     steps = [getattr(q, name) for q in (a, b) if getattr(q, name) is not None]
     return max(steps) if steps else None
 
@@ -120,15 +121,15 @@ def measure_clip(clip: str, seconds: float | None, workdir: Path, with_vmaf: boo
     source = media.TESTDATA / clip
     unmarked = workdir / f"{Path(clip).stem}-unmarked.mp4"
     title_dirs: dict[str, Path] = {}
+    codec = None
     for strength, target in STRENGTHS.items():
         outdir = workdir / f"{Path(clip).stem}-{strength}"
         log(f"{clip}: prepare {strength}")
         manifest = prepare(source, outdir, strength=strength, duration=seconds)
         title_dirs[strength] = outdir
         quality = measure_psnr(source, outdir, unmarked_path=unmarked)
-        if "codec" not in out:
-            out["codec"] = codec_quality(source, unmarked, manifest)
-        codec = out["codec"]
+        if codec is None:   # the unmarked encode against the source, once per clip
+            codec = codec_quality(source, unmarked, manifest)
         vmaf_text = "n/a: no libvmaf"
         if with_vmaf:
             from leaktrace.autograph.assemble import variant_copy
@@ -160,7 +161,6 @@ def measure_clip(clip: str, seconds: float | None, workdir: Path, with_vmaf: boo
     if clip == STILL_CLIP:
         fps = manifest["rendition"]["fps"][0] / manifest["rendition"]["fps"][1]
         out["stills"] = save_stills(title_dirs, unmarked, fps, media.OUT / "stills")
-    del out["codec"]
     return out
 
 
