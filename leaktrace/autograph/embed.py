@@ -289,7 +289,11 @@ def _annex_b(units: list[bytes]) -> bytes:
 
 def parameter_sets(data: bytes) -> list[bytes]:
     """The SPS and PPS NAL units of an Annex B byte stream, in order."""
-    return [unit for unit in nal_units(data) if _nal_type(unit) in (_NAL_SPS, _NAL_PPS)]
+    return _parameter_set_units(nal_units(data))
+
+
+def _parameter_set_units(units: list[bytes]) -> list[bytes]:
+    return [unit for unit in units if _nal_type(unit) in (_NAL_SPS, _NAL_PPS)]
 
 
 def encode_marked_idr(yuv: np.ndarray, rendition: Rendition, *, qp: int, preset: str) -> list[bytes]:
@@ -324,7 +328,7 @@ class IdrMarker:
         marked = picture.copy()
         _saturating_add(picture[:height], *delta, out=marked[:height])
         units = encode_marked_idr(marked, self.rendition, qp=self.qp, preset=self.preset)
-        if [u for u in units if _nal_type(u) in (_NAL_SPS, _NAL_PPS)] != self.parameter_sets:
+        if _parameter_set_units(units) != self.parameter_sets:
             raise PrepareError("the marked IDR picture does not fit the unmarked encode's parameter sets")
         kept = [u for u in nal_units(access_unit) if _nal_type(u) != _NAL_IDR_SLICE]
         slices = [u for u in units if _nal_type(u) == _NAL_IDR_SLICE]
@@ -386,10 +390,11 @@ class _Outputs:
     def flush_video(self) -> list[av.Packet]:
         return self.video_encoder.encode(None)
 
-    def mux_video(self, packet: av.Packet, data: dict[str, bytes]) -> None:
-        """Mux U's `packet` with each output's own bytes (`data`) and U's timing and flags."""
+    def mux_video(self, packet: av.Packet, data: dict[str, bytes] | None = None) -> None:
+        """Mux U's `packet` with each output's own bytes (`data`; U's own bytes without it) and U's timing and flags."""
+        own = bytes(packet)
         for name, container in self.containers.items():
-            out = _retimed(data[name], packet)
+            out = _retimed(data[name] if data is not None else own, packet)
             out.stream = self.video[name]
             container.mux(out)
 
@@ -475,7 +480,10 @@ class _PositionMarker:
         idr = bytes(packets[0])
         picture = self.marker.decode(idr)
         tried: dict[str, list[_Mark]] = {v: [] for v in self.controls}
-        measured = {v: [] for v in self.controls}   # (rms, mse) of each mark tried
+
+        def measured(v: str) -> list[tuple[float, float]]:
+            return [(m.rms, m.mse) for m in tried[v]]
+
         rms = {v: control.rms_for(index) for v, control in self.controls.items()}
         while rms:
             units = {}
@@ -485,13 +493,12 @@ class _PositionMarker:
                 units[twin(v)] = self.marker.mark(idr, picture, (minus, plus))
             for v, (mse, template) in self._measure(index, packets, units).items():
                 tried[v].append(_Mark(rms[v], units[v], mse, template))
-                measured[v].append((rms[v], mse))
-            retries = {v: self.controls[v].retry_rms(index, measured[v]) for v in rms}
+            retries = {v: self.controls[v].retry_rms(index, measured(v)) for v in rms}
             rms = {v: value for v, value in retries.items() if value is not None and len(tried[v]) < MAX_MARKS}
         kept = {v: min(marks, key=lambda m: self.controls[v].miss_db(index, m.mse)) for v, marks in tried.items()}
         frames = self.positions[index]["frame_count"]
         for v, chosen in kept.items():
-            self.controls[v].record(index, tried=measured[v], kept=(chosen.rms, chosen.mse))
+            self.controls[v].record(index, tried=measured(v), kept=(chosen.rms, chosen.mse))
             self.squared_error[v] += chosen.mse * frames * self.rendition.width * self.rendition.height
         self.frames += frames
         self.on_position(index, {v: chosen.template for v, chosen in kept.items()})
@@ -906,7 +913,7 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
             idrs = future.result()
             outputs.mux_video(packets[0], idrs)
             for packet in packets[1:]:
-                outputs.mux_video(packet, dict.fromkeys(variants, bytes(packet)))
+                outputs.mux_video(packet)
         in_marking.clear()
 
     def submit_gop() -> None:
@@ -918,7 +925,7 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
     def write_video(packets: list[av.Packet]) -> None:
         for packet in packets:
             if marker is None:
-                outputs.mux_video(packet, dict.fromkeys(variants, bytes(packet)))
+                outputs.mux_video(packet)
                 continue
             if packet.is_keyframe and gop:
                 submit_gop()
