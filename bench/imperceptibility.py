@@ -139,7 +139,7 @@ def measure_clip(clip: str, seconds: float | None, workdir: Path, with_vmaf: boo
             variant_copy(load_title(outdir), "A").write_to(copy_a)
             vmaf_text = f"{vmaf(copy_a, unmarked):.2f}"
         a, b = quality["A"], quality["B"]
-        # a variant is the unmarked encode with other IDR pictures: its cost in bytes
+        # a variant is the unmarked encode with other intra pictures: its cost in bytes
         init = (outdir / "init.mp4").stat().st_size
         growth = np.mean([(init + (outdir / f"{v}.m4s").stat().st_size) / unmarked.stat().st_size - 1
                           for v in ("A", "B")])

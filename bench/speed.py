@@ -1,8 +1,8 @@
 """Speed of the engine, each number a ratio against a plain baseline measured in the same run.
 
 1. prepare / one plain `ffmpeg -c:v libx264` encode of the same rendition with the same preset,
-   CRF and GOP (target <= 2.3; prepare encodes once, then re-encodes every IDR four times and decodes
-   the result five times to measure the marks);
+   CRF and GOP (target <= 2.3; prepare encodes once, then re-encodes every intra picture four times
+   and decodes each position five times to measure the marks);
 2. copy assembly throughput / plain file copy of the same number of bytes (target >= 0.5);
 3. trace / `ffmpeg` just decoding the leak (target <= 2);
 4. scoring 10^6 candidates over a 3600-position title (target < 30 s).

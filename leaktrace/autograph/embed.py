@@ -1,4 +1,4 @@
-"""`prepare()`: decode the input once, encode it once (U), and make A and B from U by re-encoding its IDRs.
+"""`prepare()`: decode the input once, encode it once (U), and make A and B from U by re-encoding its intra pictures.
 
 Pipeline (one decoding pass over the input, after a demux-only packet count):
 
@@ -6,7 +6,8 @@ Pipeline (one decoding pass over the input, after a demux-only packet count):
                                    └─► ReferenceBuilder.add_frame (unmarked luma)
           per position: perceptual mask from its frames, keyed noise for A and B
           unmarked frames ─► x264 (CRF) ─► U's packets
-              IDR packet ─► decode ─► + delta(A) / + delta(B) ─► x264 intra (constant QP) ─► IDR of A / of B
+              intra pictures (the IDR, and any at a scene cut) ─► decode ─► + delta(A) / + delta(B)
+                  ─► x264 intra (constant QP) ─► the same pictures of A / of B
               other packets ─► unchanged into A and B
           per position, on a second thread (_PositionMarker): A, B and their twins (negated deltas)
               decoded beside U ─► each variant's MSE, re-marked when off ─► detection templates,
@@ -30,8 +31,9 @@ Rules decided here (also in docs/autograph-format.md):
   `height` the frame is scaled to that height, width keeping the aspect ratio, both even.
 - Range: full-range sources are converted to limited range before marking.
 - Pattern: luma only; one float delta per position and variant, rounded once and added with
-  saturation to U's decoded IDR picture. U's P and B pictures, shared byte for byte, carry it
-  through the GOP along U's motion vectors.
+  saturation to each of U's decoded intra pictures in the position (its IDR, and any at a scene
+  cut). U's P and B pictures, shared byte for byte, carry it through the GOP along U's motion
+  vectors.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ import av
 import cv2
 import numpy as np
 
-from leaktrace.autograph import package, pattern
+from leaktrace.autograph import h264, package, pattern
 
 log = logging.getLogger(__name__)
 
@@ -69,24 +71,25 @@ STRENGTH_PSNR_DB = {"light": 48.0, "medium": 44.0, "strong": 40.0}
 MASK_FLOOR = {"light": 0.35, "medium": 0.3, "strong": 0.2}
 # A level counts as hit when the measured PSNR is within this many dB of its target.
 PSNR_TOLERANCE_DB = 1.0
-# Why only the IDR pictures are re-encoded. Two encodes of the same source, one with a spatial
+# Why only the intra pictures are re-encoded. Two encodes of the same source, one with a spatial
 # pattern added, do not differ by the pattern alone: any spatially varying change makes x264 take
 # other decisions everywhere, and the two encodes carry independent coding noise. Measured on
 # tears_of_steel (4 s, CRF 20, preset veryfast): a keyed pattern of RMS 1 measured 40.1-40.4 dB
 # against the unmarked encode whatever its scale (Gaussian sigma 1.5 to 40 px, or constant 4-16 px
 # blocks), 8 dB below the 48.1 dB of the pattern itself; no x264 setting (psy, AQ, mb-tree,
 # trellis, deblocking, fixed QP, presets) decoupled the encodes. So the variants are not separate
-# encodes: both are the unmarked encode U with the IDR picture of each position replaced by an
-# intra-coded copy of U's own decoded IDR plus that variant's pattern. The P and B pictures are
-# U's, byte for byte; they predict from the marked IDR, so the mark is carried through the GOP by
-# U's own motion vectors (it follows the motion rather than staying fixed on screen), and nothing
-# else changes. On tears_of_steel at RMS 1 that measures 47.9 dB. The detection templates are the
-# decoded differences to U averaged over each position, so they describe exactly the mark a
-# copy carries.
-# The marked IDR is coded at constant QP CRF + IDR_QP_OFFSET (measured on tears_of_steel, CRF 20:
-# QP 16/19/22 make the variants 6.7/2.9/0.5 % larger than U and keep 100/96/94 % of the mark).
-IDR_QP_OFFSET = -3
-# The decoded MSE is the IDR re-encoding's own error plus a share of the delta's power (see
+# encodes: both are the unmarked encode U with the intra pictures of each position replaced by
+# intra-coded copies of U's own decoded pictures plus that variant's pattern. The P and B pictures
+# are U's, byte for byte; they predict from the marked pictures, so the mark is carried through
+# the GOP by U's own motion vectors (it follows the motion rather than staying fixed on screen),
+# and nothing else changes. On tears_of_steel at RMS 1 that measures 47.9 dB. The detection
+# templates are the decoded differences to U averaged over each position, so they describe
+# exactly the mark a copy carries.
+# The marked pictures are coded at constant QP CRF + INTRA_QP_OFFSET (measured on tears_of_steel,
+# CRF 20: QP 16/19/22 make the variants 6.7/2.9/0.5 % larger than U and keep 100/96/94 % of the
+# mark).
+INTRA_QP_OFFSET = -3
+# The decoded MSE is the intra re-encoding's own error plus a share of the delta's power (see
 # `StrengthModel`); prepare() measures what every position really gets, marks it again when it
 # lands off, and steers the RMS of the next ones towards the target (`StrengthControl`).
 MIN_POSITION_SECONDS = 1.0
@@ -212,16 +215,18 @@ def _plane(frame: av.VideoFrame, index: int) -> np.ndarray:
 # Output
 
 
-def x264_params(frames_per_pos: int) -> str:
-    """libx264 parameters: one fixed closed GOP per position, no scene-cut keyframes, content-independent headers.
-
-    `stitchable` keeps the sequence and picture parameter sets independent of the rate control, so
-    the marked IDR pictures (constant QP) fit the unmarked encode's (CRF) headers. Weighted P
-    prediction is off: it scales the reference, so in a fade from black it scaled the mark of a
-    marked IDR along with it (a fade-in measured 21-25 dB instead of 44).
-    """
-    return f"keyint={frames_per_pos}:min-keyint={frames_per_pos}:scenecut=0:open-gop=0:weightp=0:stitchable=1"
-
+# libx264 parameters of U and of the marked pictures.
+# - Positions: each position's first frame is forced to an IDR picture (`_yuv_frame`) and the GOPs
+#   are closed, so a position is one GOP. libx264 places no keyframe of its own (`keyint=infinite`),
+#   and a scene cut becomes an intra picture that is not an IDR (`min-keyint` above any GOP: x264
+#   caps it at keyint/2 + 1, so with a finite keyint a cut in a GOP's second half starts a new one).
+#   Those intra pictures are marked too: after a cut, U codes the new scene afresh and the IDR's
+#   mark would be gone until the next position.
+# - `stitchable` keeps the sequence and picture parameter sets independent of the rate control,
+#   so the marked pictures (constant QP) fit the unmarked encode's (CRF) headers.
+# - Weighted P prediction is off: it scales the reference, so in a fade from black it scaled the
+#   mark of a marked IDR along with it (a fade-in measured 21-25 dB instead of 44).
+X264_PARAMS = "keyint=infinite:min-keyint=1000000:scenecut=40:open-gop=0:weightp=0:stitchable=1"
 
 # Frame threads, a fixed number: libx264 then encodes while the caller prepares the next frame (the
 # A and B encoders run side by side, about twice as fast as with PyAV's default of two slice threads
@@ -229,11 +234,11 @@ def x264_params(frames_per_pos: int) -> str:
 X264_THREADS = 2
 
 
-def configure_x264(context: av.codec.context.CodecContext, rendition: Rendition, *, preset: str, crf: int | None = None,
+def configure_x264(context: av.codec.context.CodecContext, *, preset: str, crf: int | None = None,
                    qp: int | None = None, threads: int = X264_THREADS) -> None:
-    """Apply the variants' libx264 settings (rate control: `crf`, or constant `qp`; GOP; threads) to an encoder."""
+    """Apply the variants' libx264 settings (rate control: `crf`, or constant `qp`; threads) to an encoder."""
     rate = {"crf": str(crf)} if qp is None else {"qp": str(qp)}
-    context.options = {**rate, "preset": preset, "x264-params": x264_params(rendition.frames_per_position)}
+    context.options = {**rate, "preset": preset, "forced-idr": "1", "x264-params": X264_PARAMS}
     context.thread_type = "FRAME"
     context.thread_count = threads
 
@@ -243,7 +248,7 @@ def _x264_encoder(rendition: Rendition, **settings: Any) -> av.codec.context.Cod
     encoder = av.CodecContext.create("libx264", "w")
     encoder.width, encoder.height, encoder.pix_fmt = rendition.width, rendition.height, "yuv420p"
     encoder.time_base, encoder.framerate = 1 / rendition.fps, rendition.fps
-    configure_x264(encoder, rendition, **settings)
+    configure_x264(encoder, **settings)
     return encoder
 
 
@@ -255,84 +260,58 @@ def _retimed(data: bytes, like: av.Packet) -> av.Packet:
     return packet
 
 
-def _yuv_frame(yuv: np.ndarray, index: int) -> av.VideoFrame:
+def _yuv_frame(yuv: np.ndarray, index: int, *, idr: bool = False) -> av.VideoFrame:
+    """A yuv420p frame to encode; `idr` forces an IDR picture (with the `forced-idr` option)."""
     frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
     frame.pts = index
+    if idr:
+        frame.pict_type = av.video.frame.PictureType.I
     frame.color_range = 1  # limited (MPEG) range
     return frame
 
 
 # ---------------------------------------------------------------------------------------------
-# Marked IDR pictures
-
-_NAL_IDR_SLICE, _NAL_SPS, _NAL_PPS = 5, 7, 8
-_START_CODE = b"\x00\x00\x00\x01"
-
-
-def nal_units(data: bytes) -> list[bytes]:
-    """The NAL units of an H.264 Annex B byte stream (start codes removed)."""
-    units = []
-    for chunk in data.split(b"\x00\x00\x01")[1:]:
-        # a NAL unit never ends in a zero byte: trailing zeros belong to the next 4-byte start code
-        units.append(chunk.rstrip(b"\x00"))
-    return [unit for unit in units if unit]
-
-
-def _nal_type(unit: bytes) -> int:
-    return unit[0] & 0x1F
-
-
-def _annex_b(units: list[bytes]) -> bytes:
-    """NAL units as an Annex B byte stream (4-byte start codes)."""
-    return b"".join(_START_CODE + unit for unit in units)
-
-
-def parameter_sets(data: bytes) -> list[bytes]:
-    """The SPS and PPS NAL units of an Annex B byte stream, in order."""
-    return _parameter_set_units(nal_units(data))
-
-
-def _parameter_set_units(units: list[bytes]) -> list[bytes]:
-    return [unit for unit in units if _nal_type(unit) in (_NAL_SPS, _NAL_PPS)]
+# Marked intra pictures
 
 
 def encode_marked_idr(yuv: np.ndarray, rendition: Rendition, *, qp: int, preset: str) -> list[bytes]:
     """Intra-code one yuv420p frame as an IDR picture with the variants' settings; return its NAL units."""
     encoder = _x264_encoder(rendition, preset=preset, qp=qp, threads=1)
     data = b"".join(bytes(packet) for packet in encoder.encode(_yuv_frame(yuv, 0)) + encoder.encode(None))
-    return nal_units(data)
+    return h264.nal_units(data)
 
 
-class IdrMarker:
-    """Makes the variants of an unmarked encode's IDR access unit: its picture plus a delta, intra-coded anew.
+class IntraMarker:
+    """Makes the variants of one of the unmarked encode's intra pictures: the picture plus a delta, intra-coded anew.
 
     `parameter_sets` are the unmarked encode's SPS and PPS; every marked picture is checked against
-    them, since its slices are only valid under the very same headers.
+    them, since its slices are only valid under the very same headers. The new slices come from a
+    one-frame encode, an IDR; in place of a picture that is not an IDR (an intra picture after a
+    scene cut) they take that picture's frame number and order (`h264.as_picture_of`).
     """
 
     def __init__(self, rendition: Rendition, *, qp: int, preset: str, parameter_sets: list[bytes]):
         self.rendition, self.qp, self.preset = rendition, qp, preset
         self.parameter_sets = parameter_sets
+        self.syntax = h264.SliceSyntax.of(parameter_sets)
 
-    def decode(self, access_unit: bytes) -> np.ndarray:
-        """The decoded yuv420p picture (height*3/2, width) of a self-contained IDR access unit."""
-        decoder = av.CodecContext.create("h264", "r")
-        frames = decoder.decode(av.Packet(_annex_b(self.parameter_sets) + access_unit)) + decoder.decode(None)
-        if len(frames) != 1:
-            raise PrepareError(f"an IDR access unit decoded to {len(frames)} pictures")
-        return frames[0].to_ndarray(format="yuv420p")
+    def is_intra(self, access_unit: bytes) -> bool:
+        """True for an access unit of U that this marker can mark (an intra picture)."""
+        return h264.is_intra_picture(access_unit, self.syntax)
 
     def mark(self, access_unit: bytes, picture: np.ndarray, delta: tuple[np.ndarray, np.ndarray]) -> bytes:
-        """`access_unit` with its IDR slices replaced by those of `picture` + `delta` (the other NAL units kept)."""
+        """`access_unit` with its slices replaced by those of `picture` + `delta` (the other NAL units kept)."""
         height = self.rendition.height
         marked = picture.copy()
         _saturating_add(picture[:height], *delta, out=marked[:height])
         units = encode_marked_idr(marked, self.rendition, qp=self.qp, preset=self.preset)
-        if _parameter_set_units(units) != self.parameter_sets:
-            raise PrepareError("the marked IDR picture does not fit the unmarked encode's parameter sets")
-        kept = [u for u in nal_units(access_unit) if _nal_type(u) != _NAL_IDR_SLICE]
-        slices = [u for u in units if _nal_type(u) == _NAL_IDR_SLICE]
-        return _annex_b(kept + slices)
+        if h264.parameter_set_units(units) != self.parameter_sets:
+            raise PrepareError("the marked intra picture does not fit the unmarked encode's parameter sets")
+        own = h264.nal_units(access_unit)
+        own_slices, slices = h264.slice_units(own), h264.slice_units(units)
+        if h264.nal_type(own_slices[0]) != h264.NAL_IDR_SLICE:
+            slices = h264.as_picture_of(slices, like=own_slices[0], syntax=self.syntax)
+        return h264.annex_b([unit for unit in own if unit not in own_slices] + slices)
 
 
 _MP4_OPTIONS = {
@@ -349,7 +328,7 @@ class _Outputs:
     One libx264 encoder makes the unmarked encode U, one AAC encoder the audio. Both live in an
     in-memory MP4 that only serves to open them with global headers; every output file gets its
     streams copied from them, so all outputs have the same init segment. Each output receives U's
-    packets, with the IDR access units replaced per output (`mux_video`), and the very same audio
+    packets, with the intra pictures replaced per output (`mux_video`), and the very same audio
     packets.
     """
 
@@ -361,14 +340,15 @@ class _Outputs:
         self.video_encoder.pix_fmt = "yuv420p"
         self.video_encoder.time_base = 1 / rendition.fps
         self.video_encoder.codec_context.color_range = 1  # limited (MPEG) range
-        configure_x264(self.video_encoder.codec_context, rendition, crf=crf, preset=preset)
+        configure_x264(self.video_encoder.codec_context, crf=crf, preset=preset)
+        self.frames_per_position = rendition.frames_per_position
         self.audio_encoder = None
         if audio is not None:
             self.audio_encoder = self._master.add_stream("aac", rate=audio["sample_rate"])
             self.audio_encoder.layout = audio["layout"]
             self.audio_encoder.bit_rate = audio["bit_rate"]
         self._master.start_encoding()
-        self.parameter_sets = parameter_sets(bytes(self.video_encoder.codec_context.extradata or b""))
+        self.parameter_sets = h264.parameter_set_units(h264.nal_units(bytes(self.video_encoder.codec_context.extradata or b"")))
         self.containers: dict[str, Any] = {}
         self.video: dict[str, Any] = {}
         self.audio: dict[str, Any] = {}
@@ -384,17 +364,17 @@ class _Outputs:
         )
 
     def encode_frame(self, yuv: np.ndarray, index: int) -> list[av.Packet]:
-        """Encode one unmarked frame; return U's packets that came out."""
-        return self.video_encoder.encode(_yuv_frame(yuv, index))
+        """Encode one unmarked frame, an IDR picture if it starts a position; return U's packets that came out."""
+        return self.video_encoder.encode(_yuv_frame(yuv, index, idr=index % self.frames_per_position == 0))
 
     def flush_video(self) -> list[av.Packet]:
         return self.video_encoder.encode(None)
 
     def mux_video(self, packet: av.Packet, data: dict[str, bytes] | None = None) -> None:
-        """Mux U's `packet` with each output's own bytes (`data`; U's own bytes without it) and U's timing and flags."""
-        own = bytes(packet)
+        """Mux U's `packet` into every output with U's timing and flags: its bytes, or an output's own in `data`."""
+        own, data = bytes(packet), data or {}
         for name, container in self.containers.items():
-            out = _retimed(data[name] if data is not None else own, packet)
+            out = _retimed(data.get(name, own), packet)
             out.stream = self.video[name]
             container.mux(out)
 
@@ -434,10 +414,10 @@ class _Outputs:
 
 @dataclass
 class _Mark:
-    """One marking of a position for one variant: its RMS, IDR access unit, measured MSE and template."""
+    """One marking of a position for one variant: its RMS, marked pictures (by packet number), MSE and template."""
 
     rms: float
-    access_unit: bytes
+    pictures: dict[int, bytes]
     mse: float
     template: np.ndarray
 
@@ -445,40 +425,46 @@ class _Mark:
 class _PositionMarker:
     """Marks one position (a closed GOP of U) per variant, measures what each variant carries, re-marks it when off.
 
-    A variant's decoded difference to U is its delta carried through the GOP plus the IDR
-    re-encoding's own error. That error is partly the same for every re-encode of a picture, so
-    differences to U (or to a re-encode without delta) share a part between A and B that a copy
-    does not carry in that proportion, and the absent variant then scored away from zero (+2 and
-    -0.15 x the present z, measured). So each variant has a twin (`twin(v)`, never delivered)
-    whose IDR carries the negated delta: half the twins' difference is the delta as the GOP carries
-    it, and the error, even in the delta, cancels. A variant's template for a position is that half
-    difference averaged over the position's interior frames (the frames tracing averages; a
-    position of one or two frames uses all of them).
+    The position's delta is added to each of U's intra pictures in the GOP: its IDR, and any
+    intra picture x264 placed at a scene cut (`X264_PARAMS`). A variant's decoded difference to U
+    is that delta carried through the GOP plus the intra re-encoding's own error. That error is
+    partly the same for every re-encode of a picture, so differences to U (or to a re-encode
+    without delta) share a part between A and B that a copy does not carry in that proportion,
+    and the absent variant then scored away from zero (+2 and -0.15 x the present z, measured).
+    So each variant has a twin (`twin(v)`, never delivered) whose pictures carry the negated
+    delta: half the twins' difference is the delta as the GOP carries it, and the error, even in
+    the delta, cancels. A variant's template for a position is that half difference averaged over
+    the position's interior frames (the frames tracing averages; a position of one or two frames
+    uses all of them).
 
-    The twins decode only reference pictures (`skip_frame` NONREF, 40 % less decoding), so the
-    templates average those; the non-reference B pictures only interpolate their references'
-    marks. U and the variants decode every picture: the MSE over reference pictures alone read up
-    to 0.75 dB low.
+    U is decoded once per position and kept (luma, and the intra pictures whole); each marking
+    then decodes its variants and twins. The twins decode only reference pictures (`skip_frame`
+    NONREF, 40 % less decoding), so the templates average those; the non-reference B pictures only
+    interpolate their references' marks. The variants decode every picture: the MSE over reference
+    pictures alone read up to 0.75 dB low.
 
-    How much of a delta a GOP keeps depends on its content (cuts and intra blocks drop it; on rare
+    How much of a delta a GOP keeps depends on its content (intra blocks drop it; on rare
     positions U's intra prediction makes it drift and grow), so a variant whose position would
     leave the title off target is marked again with the RMS that the measurements predict
     (`StrengthControl.retry_rms`), up to MAX_MARKS times; the closest mark is kept.
     """
 
-    def __init__(self, rendition: Rendition, positions: list[dict[str, Any]], marker: IdrMarker,
+    def __init__(self, rendition: Rendition, positions: list[dict[str, Any]], marker: IntraMarker,
                  controls: dict[str, StrengthControl],
                  on_position: Callable[[int, dict[str, np.ndarray]], None]):
         self.rendition, self.positions, self.marker = rendition, positions, marker
         self.controls, self.on_position = controls, on_position
-        self._headers = _annex_b(marker.parameter_sets)
+        self._headers = h264.annex_b(marker.parameter_sets)
         self.squared_error = dict.fromkeys(controls, 0.0)
         self.frames = 0
+        self.intra_pictures = 0
 
-    def mark(self, index: int, packets: list[av.Packet], shape: dict[str, np.ndarray]) -> dict[str, bytes]:
-        """Mark position `index` from U's `packets` (decode order, its IDR first); return each variant's IDR."""
-        idr = bytes(packets[0])
-        picture = self.marker.decode(idr)
+    def mark(self, index: int, packets: list[av.Packet], shape: dict[str, np.ndarray]) -> dict[str, dict[int, bytes]]:
+        """Mark position `index` from U's `packets` (decode order, its IDR first); return each variant's pictures.
+
+        The pictures are the marked access units by packet number; the other packets are U's.
+        """
+        unmarked, intra = self._decode_unmarked(packets)
         tried: dict[str, list[_Mark]] = {v: [] for v in self.controls}
 
         def measured(v: str) -> list[tuple[float, float]]:
@@ -486,13 +472,14 @@ class _PositionMarker:
 
         rms = {v: control.rms_for(index) for v, control in self.controls.items()}
         while rms:
-            units = {}
+            pictures: dict[str, dict[int, bytes]] = {}
             for v, value in rms.items():
                 plus, minus = _split_delta(pattern.position_delta(shape[v], shape["mask"], rms=value))
-                units[v] = self.marker.mark(idr, picture, (plus, minus))
-                units[twin(v)] = self.marker.mark(idr, picture, (minus, plus))
-            for v, (mse, template) in self._measure(index, packets, units).items():
-                tried[v].append(_Mark(rms[v], units[v], mse, template))
+                for name, delta in ((v, (plus, minus)), (twin(v), (minus, plus))):
+                    pictures[name] = {number: self.marker.mark(bytes(packets[number]), picture, delta)
+                                      for number, picture in intra.items()}
+            for v, (mse, template) in self._measure(index, packets, pictures, unmarked).items():
+                tried[v].append(_Mark(rms[v], pictures[v], mse, template))
             retries = {v: self.controls[v].retry_rms(index, measured(v)) for v in rms}
             rms = {v: value for v, value in retries.items() if value is not None and len(tried[v]) < MAX_MARKS}
         kept = {v: min(marks, key=lambda m: self.controls[v].miss_db(index, m.mse)) for v, marks in tried.items()}
@@ -501,8 +488,9 @@ class _PositionMarker:
             self.controls[v].record(index, tried=measured(v), kept=(chosen.rms, chosen.mse))
             self.squared_error[v] += chosen.mse * frames * self.rendition.width * self.rendition.height
         self.frames += frames
+        self.intra_pictures += len(intra)
         self.on_position(index, {v: chosen.template for v, chosen in kept.items()})
-        return {v: chosen.access_unit for v, chosen in kept.items()}
+        return {v: chosen.pictures for v, chosen in kept.items()}
 
     def psnr_db(self) -> dict[str, float]:
         """Luma PSNR of each variant against U over every picture marked so far."""
@@ -517,13 +505,27 @@ class _PositionMarker:
             decoder.skip_frame = "NONREF"
         return decoder
 
-    def _measure(self, index: int, packets: list[av.Packet], units: dict[str, bytes]
-                 ) -> dict[str, tuple[float, np.ndarray]]:
-        """Decode the position from U's packets and each IDR of `units`: per variant, its MSE against U and template."""
+    def _decode_unmarked(self, packets: list[av.Packet]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+        """U's decoded GOP: luma by pts, and the yuv420p intra pictures to mark by packet number."""
+        r = self.rendition
+        intra = {packet.pts: number for number, packet in enumerate(packets) if self.marker.is_intra(bytes(packet))}
+        if 0 not in intra.values():
+            raise PrepareError("a position does not start with an intra picture")
+        decoder = self._decoder("U")
+        lumas, pictures = {}, {}
+        for frame in [f for packet in packets for f in decoder.decode(packet)] + decoder.decode(None):
+            lumas[frame.pts] = _plane(frame, 0)[: r.height, : r.width].copy()
+            if frame.pts in intra:
+                pictures[intra[frame.pts]] = frame.to_ndarray(format="yuv420p")
+        return lumas, dict(sorted(pictures.items()))
+
+    def _measure(self, index: int, packets: list[av.Packet], pictures: dict[str, dict[int, bytes]],
+                 unmarked: dict[int, np.ndarray]) -> dict[str, tuple[float, np.ndarray]]:
+        """Decode the position with each output's marked `pictures`: per variant, its MSE against U and template."""
         r = self.rendition
         first, count = self.positions[index]["first_frame"], self.positions[index]["frame_count"]
-        variants = [name for name in units if name in self.controls]
-        decoders = {name: self._decoder(name) for name in ("U", *units)}
+        variants = [name for name in pictures if name in self.controls]
+        decoders = {name: self._decoder(name) for name in pictures}
         latest = dict.fromkeys(decoders, -1)
         lumas: dict[int, dict[str, np.ndarray]] = {}   # pts -> decoded luma per stream, until measured
         errors = dict.fromkeys(variants, 0.0)
@@ -538,7 +540,7 @@ class _PositionMarker:
         for number, packet in enumerate(packets):
             own = bytes(packet)
             for name, decoder in decoders.items():
-                take(name, decoder.decode(_retimed(units[name] if number == 0 and name in units else own, packet)))
+                take(name, decoder.decode(_retimed(pictures[name].get(number, own), packet)))
             flushing = number == len(packets) - 1
             if flushing:
                 for name, decoder in decoders.items():
@@ -546,15 +548,15 @@ class _PositionMarker:
             for pts in sorted(lumas):
                 got = lumas[pts]
                 # a twin skips non-reference pictures: once it is past `pts` without it, none will come
-                complete = "U" in got and all(v in got for v in variants)
+                complete = all(v in got for v in variants)
                 settled = all(twin(v) in got or latest[twin(v)] > pts for v in variants)
-                if flushing and not complete:
+                if flushing and not (complete and pts in unmarked):
                     raise PrepareError(f"picture {pts} of position {index} is missing from a decoded variant")
                 if not (complete and (settled or flushing)):
                     break
                 del lumas[pts]
                 for v in variants:
-                    errors[v] += cv2.norm(got[v], got["U"], cv2.NORM_L2SQR)
+                    errors[v] += cv2.norm(got[v], unmarked[pts], cv2.NORM_L2SQR)
                 interior = count <= 2 or first < pts < first + count - 1
                 if interior and all(twin(v) in got for v in variants):
                     interior_frames += 1
@@ -562,7 +564,7 @@ class _PositionMarker:
                         diff = cv2.subtract(got[v], got[twin(v)], dtype=cv2.CV_16S)
                         sums[v] = diff.astype(np.int32) if v not in sums else cv2.add(sums[v], diff, dtype=cv2.CV_32S)
                 frames += 1
-        if frames != count:
+        if frames != count or len(unmarked) != count:
             raise PrepareError(f"position {index} decoded to {frames} pictures instead of {count}")
         pixels = count * r.width * r.height
         empty = np.zeros((r.height, r.width), np.float32)
@@ -571,15 +573,15 @@ class _PositionMarker:
 
 
 def twin(variant: str) -> str:
-    """Name of the never-delivered twin of a variant, whose IDR carries the negated delta (`_PositionMarker`)."""
+    """Name of the never-delivered twin of a variant, whose pictures carry the negated delta (`_PositionMarker`)."""
     return f"{variant}-"
 
 
 @dataclass(frozen=True)
 class StrengthModel:
-    """Luma MSE per frame of a variant against U for an IDR delta of a given RMS: floor + gain x rms^2.
+    """Luma MSE per frame of a variant against U for a position's delta of a given RMS: floor + gain x rms^2.
 
-    The floor is the IDR re-encoding's own error, carried through the GOP; the gain is the share of
+    The floor is the intra re-encodings' own error, carried through the GOP; the gain is the share of
     the delta's power that the decoded GOP keeps (the mark fades where U codes intra blocks).
     """
 
@@ -596,8 +598,11 @@ class StrengthModel:
 # The starting point of every title, typical of ../shared/testdata at CRF 20 (floor 0.3-0.9,
 # gain 0.4-0.85); `StrengthControl` rescales it to what the title measures.
 DEFAULT_MODEL = StrengthModel(floor_mse=0.5, gain=0.6)
-# Each position's RMS stays within these factors of the target MSE's RMS.
-RMS_RANGE = (0.5, 2.5)
+# Each position's RMS stays within these factors of the target MSE's RMS. The upper bound limits
+# the step where positions switch: a position whose content keeps little of its mark (a fade to
+# black, measured on caminandes: 2.4x the target's RMS sought, 1.23x an independent pattern's step)
+# is left weaker and the other positions make up (1.75: 1.13x, with the PSNR still within 1 dB).
+RMS_RANGE = (0.5, 1.75)
 # A position is marked again when it would leave the title's MSE further than this from the
 # target, at most MAX_MARKS times in all; the closest mark is kept.
 REMARK_TOLERANCE_DB = 0.5
@@ -736,9 +741,9 @@ def _reference_builder(outdir: Path, rendition: Rendition, positions: list[dict[
                             positions=positions)
 
 
-def idr_qp(crf: int) -> int:
-    """Constant QP of the marked IDR pictures for the variants' CRF (see IDR_QP_OFFSET)."""
-    return max(0, crf + IDR_QP_OFFSET)
+def intra_qp(crf: int) -> int:
+    """Constant QP of the marked intra pictures for the variants' CRF (see INTRA_QP_OFFSET)."""
+    return max(0, crf + INTRA_QP_OFFSET)
 
 
 def reorder_delay_frames(rendition: Rendition, *, crf: int, preset: str) -> int:
@@ -847,12 +852,13 @@ def prepare(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str], 
                     "rms": {v: [round(c.chosen[p["index"]], 4) for p in positions] for v, c in controls.items()},
                     "model_scale": {v: round(c.scale, 4) for v, c in controls.items()},
                     "mask_floor": MASK_FLOOR[strength],
-                    "carrier": "IDR picture of each position", "measured_psnr_db": stats["psnr_db"],
+                    "carrier": "intra pictures of each position",
+                    "intra_pictures": stats["intra_pictures"], "measured_psnr_db": stats["psnr_db"],
                     "target_reached": all(abs(psnr - STRENGTH_PSNR_DB[strength]) <= PSNR_TOLERANCE_DB
                                           for psnr in stats["psnr_db"].values())},
         "encoder": {"codec": "libx264", "crf": crf, "preset": preset,
-                    "x264_params": x264_params(rendition.frames_per_position), "threads": X264_THREADS,
-                    "idr_qp": idr_qp(crf), "pix_fmt": "yuv420p",
+                    "x264_params": X264_PARAMS, "threads": X264_THREADS,
+                    "intra_qp": intra_qp(crf), "pix_fmt": "yuv420p",
                     "container": "fragmented mp4"},
         "audio": audio,
         "reference": stats["reference"],
@@ -871,7 +877,7 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
                   crf: int, preset: str, progress: Progress | None, out_paths: dict[str, Path]) -> dict[str, Any]:
     """Decode once, encode U, write each output of `out_paths` ("A", "B"; or "U": unmarked); return counters.
 
-    With a `key`, every IDR access unit of U is replaced per variant by a marked one (`IdrMarker`)
+    With a `key`, every intra picture of U is replaced per variant by a marked one (`IntraMarker`)
     whose delta has the RMS its `controls` entry picks, and the decoded variants give the detection
     templates, the measured PSNR and the feedback for `controls` (`_PositionMarker`).
     """
@@ -898,9 +904,9 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
             if reference is not None:
                 reference.add_position(index, templates["A"], templates["B"])
 
-        idr_marker = IdrMarker(rendition, qp=idr_qp(crf), preset=preset, parameter_sets=outputs.parameter_sets)
-        marker = _PositionMarker(rendition, positions, idr_marker, controls, on_position=position_done)
-    # per position waiting for its IDR: the perceptual mask and each variant's keyed noise
+        intra_marker = IntraMarker(rendition, qp=intra_qp(crf), preset=preset, parameter_sets=outputs.parameter_sets)
+        marker = _PositionMarker(rendition, positions, intra_marker, controls, on_position=position_done)
+    # per position waiting to be marked: the perceptual mask and each variant's keyed noise
     shapes: dict[int, dict[str, np.ndarray]] = {}
     # Positions are marked on a thread of their own (PyAV decodes and encodes without the GIL)
     # while this one encodes the next; each is muxed once marked, in order.
@@ -910,10 +916,9 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
 
     def mux_marked() -> None:
         for packets, future in in_marking:
-            idrs = future.result()
-            outputs.mux_video(packets[0], idrs)
-            for packet in packets[1:]:
-                outputs.mux_video(packet)
+            marked = future.result()
+            for number, packet in enumerate(packets):
+                outputs.mux_video(packet, {v: pictures[number] for v, pictures in marked.items() if number in pictures})
         in_marking.clear()
 
     def submit_gop() -> None:
@@ -1006,6 +1011,7 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
         "padded_frames": max(0, padded),
         "reference": reference is not None,
         "psnr_db": marker.psnr_db() if marker is not None else None,
+        "intra_pictures": marker.intra_pictures if marker is not None else 0,
     }
 
 

@@ -126,9 +126,9 @@ def test_cli_json(long_title: LongTitle) -> None:
     alice = codeword(KEY, "alice", 64)   # a longer codeword starts with the same bits
     names = {0: "A", 1: "B"}
     assert len(out["positions"]) >= 42
-    # the mark rides on each position's IDR picture and fades where the encode turns to intra
-    # blocks: the leak's first half position (a fade from black) and one of flashes right after its
-    # IDR read too faint and are erased, never misread
+    # the mark rides on each position's intra pictures and fades where the encode turns to intra
+    # blocks in P pictures: a position such as a fade from black or flashes may read too faint and
+    # be erased, never misread
     read = [entry for entry in out["positions"] if entry["symbol"] != "erased"]
     assert len(read) >= len(out["positions"]) - 2
     for entry in out["positions"]:
