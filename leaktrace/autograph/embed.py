@@ -825,6 +825,8 @@ def prepare(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str], 
         raise PrepareError(f"decoding or encoding failed: {exc}") from exc
     except package.PackageError as exc:
         raise PrepareError(f"the A and B encodes are not interchangeable: {exc}") from exc
+    except h264.UnsupportedSyntax as exc:
+        raise PrepareError(f"the unmarked encode uses H.264 syntax the marker cannot rewrite: {exc}") from exc
     finally:
         container.close()
     package.write_key(outdir, key)

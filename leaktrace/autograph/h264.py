@@ -21,6 +21,7 @@ import numpy as np
 NAL_SLICE, NAL_IDR_SLICE, NAL_SPS, NAL_PPS = 1, 5, 7, 8
 _START_CODE = b"\x00\x00\x00\x01"
 _SLICE_TYPE_I = 2
+_HEAD_BYTES = 16   # first_mb_in_slice and slice_type are within a slice's first bytes
 # profile_idc values whose SPS carries chroma format, bit depths and scaling matrices
 _HIGH_PROFILES = {100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135}
 
@@ -219,7 +220,7 @@ def is_intra_picture(access_unit: bytes, syntax: SliceSyntax) -> bool:
     """True when every slice of an access unit (Annex B) is an intra slice."""
     slices = slice_units(nal_units(access_unit))
     for unit in slices:
-        bits = _Bits(rbsp(unit), 8)
+        bits = _Bits(rbsp(unit[:_HEAD_BYTES]), 8)
         bits.ue()
         if bits.ue() % 5 != _SLICE_TYPE_I:
             return False
