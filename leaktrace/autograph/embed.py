@@ -348,7 +348,8 @@ class _Outputs:
             self.audio_encoder.layout = audio["layout"]
             self.audio_encoder.bit_rate = audio["bit_rate"]
         self._master.start_encoding()
-        self.parameter_sets = h264.parameter_set_units(h264.nal_units(bytes(self.video_encoder.codec_context.extradata or b"")))
+        headers = bytes(self.video_encoder.codec_context.extradata or b"")
+        self.parameter_sets = h264.parameter_set_units(h264.nal_units(headers))
         self.containers: dict[str, Any] = {}
         self.video: dict[str, Any] = {}
         self.audio: dict[str, Any] = {}

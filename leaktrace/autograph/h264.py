@@ -177,6 +177,7 @@ class IntraSliceHeader:
     """Where the parts of an intra slice's header end, in bits from the start of its RBSP."""
 
     rbsp: bytes
+    first_mb_end: int   # after first_mb_in_slice: what identifies the picture starts here
     marking_end: int    # after dec_ref_pic_marking: what identifies the picture ends here
     header_end: int     # after the deblocking fields: the slice data (CABAC: after alignment) follows
 
@@ -185,6 +186,7 @@ class IntraSliceHeader:
         payload = rbsp(unit)
         bits = _Bits(payload, 8)
         bits.ue()                                               # first_mb_in_slice
+        first_mb_end = bits.position
         if bits.ue() % 5 != _SLICE_TYPE_I:
             raise UnsupportedSyntax("not an intra slice")
         bits.ue()                                               # pic_parameter_set_id
@@ -213,7 +215,7 @@ class IntraSliceHeader:
         bits.se()                                               # slice_qp_delta
         if syntax.deblocking_control_present and bits.ue() != 1:
             bits.se(), bits.se()
-        return cls(payload, marking_end, bits.position)
+        return cls(payload, first_mb_end, marking_end, bits.position)
 
 
 def is_intra_picture(access_unit: bytes, syntax: SliceSyntax) -> bool:
@@ -230,16 +232,19 @@ def is_intra_picture(access_unit: bytes, syntax: SliceSyntax) -> bool:
 def as_picture_of(slices: list[bytes], like: bytes, syntax: SliceSyntax) -> list[bytes]:
     """Intra `slices` rewritten to stand for the picture of the intra slice `like`.
 
-    Each slice keeps its macroblocks, QP and deblocking fields, and takes `like`'s NAL header,
-    frame number, picture order count and reference marking, so a decoder reads it as that picture.
+    Each slice keeps its first macroblock, macroblock data, QP and deblocking fields, and takes
+    `like`'s NAL header, frame number, picture order count and reference marking, so a decoder
+    reads it as that picture.
     """
     target = IntraSliceHeader.read(like, syntax)
-    identity = _bit_array(target.rbsp)[: target.marking_end]
+    like_bits = _bit_array(target.rbsp)
     out = []
     for unit in slices:
         header = IntraSliceHeader.read(unit, syntax)
         bits = _bit_array(header.rbsp)
-        head = np.concatenate([identity, bits[header.marking_end: header.header_end]])
+        head = np.concatenate([like_bits[:8], bits[8: header.first_mb_end],
+                               like_bits[target.first_mb_end: target.marking_end],
+                               bits[header.marking_end: header.header_end]])
         if syntax.cabac:
             # cabac_alignment_one_bits, then the byte-aligned slice data as it is
             head = np.concatenate([head, np.ones(-len(head) % 8, np.uint8)])

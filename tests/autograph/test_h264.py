@@ -47,8 +47,9 @@ def _decode(access_units: list[bytes], like: list[av.Packet]) -> dict[int, np.nd
     return lumas
 
 
-@pytest.mark.parametrize("extra", ["", ":cabac=0"], ids=["cabac", "cavlc"])
-def test_a_reencoded_picture_decodes_in_the_place_of_an_intra_picture_after_a_cut(extra):
+@pytest.mark.parametrize(("extra", "slices"), [("", 1), (":cabac=0", 1), ("", 3)],
+                         ids=["cabac", "cavlc", "cabac-3-slices"])
+def test_a_reencoded_picture_decodes_in_the_place_of_an_intra_picture_after_a_cut(extra, slices):
     encoder = _encoder(extra=extra, crf="20")
     packets = [p for index, yuv in enumerate(_two_scenes())
                for p in encoder.encode(embed._yuv_frame(yuv, index, idr=index == 0))] + encoder.encode(None)
@@ -65,10 +66,10 @@ def test_a_reencoded_picture_decodes_in_the_place_of_an_intra_picture_after_a_cu
     u = _decode(unmarked, packets)
     picture = u[CUT].copy()
     picture[:HEIGHT] = np.clip(picture[:HEIGHT].astype(int) + np.where(np.arange(WIDTH) < WIDTH // 2, 4, -4), 0, 255)
-    one_frame = _encoder(extra=extra, qp="17")
+    one_frame = _encoder(extra=f"{extra}:slices={slices}", qp="17")
     units = h264.nal_units(b"".join(bytes(p) for p in one_frame.encode(embed._yuv_frame(picture, 0, idr=True))
                                     + one_frame.encode(None)))
-    assert h264.parameter_set_units(units) == headers
+    assert h264.parameter_set_units(units) == headers and len(h264.slice_units(units)) == slices
     alone = _decode([h264.annex_b(units)], packets[:1])[0]
 
     like = h264.slice_units(h264.nal_units(unmarked[number]))[0]
