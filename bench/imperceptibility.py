@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import subprocess
 import sys
@@ -165,6 +164,8 @@ def measure_clip(clip: str, seconds: float | None, workdir: Path, with_vmaf: boo
 
 
 def main(argv: list[str] | None = None) -> int:
+    from leaktrace.autograph.quality import independent_step
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one clip, 2 s, no BENCHMARKS.md write")
     parser.add_argument("--no-write", action="store_true", help="print only, do not touch BENCHMARKS.md")
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
             f"between frames within positions; beside it the same for the codec alone (unmarked encode "
             f"minus source) at its IDR pictures and within GOPs. Any pattern drawn independently per "
             f"position steps by sqrt(2) x its RMS at a switch: "
-            + ", ".join(f"{math.sqrt(2) * 255 / 10 ** (db / 20):.2f} levels for {name}" for name, db in STRENGTHS.items())
+            + ", ".join(f"{independent_step(name):.2f} levels for {name}" for name in STRENGTHS)
             + f" at the target PSNR. {len(rows) - len(misses)} of {len(rows)} clip/strength pairs within "
             f"{TOLERANCE_DB:g} dB.\n\n"
             f"{table}\n\nStills (1:1 crop {SKY_CROP[2]}x{SKY_CROP[3]} of the flat sky in {STILL_CLIP} at "

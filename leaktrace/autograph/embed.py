@@ -295,10 +295,6 @@ class IntraMarker:
         self.parameter_sets = parameter_sets
         self.syntax = h264.SliceSyntax.of(parameter_sets)
 
-    def is_intra(self, access_unit: bytes) -> bool:
-        """True for an access unit of U that this marker can mark (an intra picture)."""
-        return h264.is_intra_picture(access_unit, self.syntax)
-
     def mark(self, access_unit: bytes, picture: np.ndarray, delta: tuple[np.ndarray, np.ndarray]) -> bytes:
         """`access_unit` with its slices replaced by those of `picture` + `delta` (the other NAL units kept)."""
         height = self.rendition.height
@@ -477,8 +473,8 @@ class _PositionMarker:
             for v, value in rms.items():
                 plus, minus = _split_delta(pattern.position_delta(shape[v], shape["mask"], rms=value))
                 for name, delta in ((v, (plus, minus)), (twin(v), (minus, plus))):
-                    pictures[name] = {number: self.marker.mark(bytes(packets[number]), picture, delta)
-                                      for number, picture in intra.items()}
+                    pictures[name] = {number: self.marker.mark(access_unit, picture, delta)
+                                      for number, (access_unit, picture) in intra.items()}
             for v, (mse, template) in self._measure(index, packets, pictures, unmarked).items():
                 tried[v].append(_Mark(rms[v], pictures[v], mse, template))
             retries = {v: self.controls[v].retry_rms(index, measured(v)) for v in rms}
@@ -506,10 +502,13 @@ class _PositionMarker:
             decoder.skip_frame = "NONREF"
         return decoder
 
-    def _decode_unmarked(self, packets: list[av.Packet]) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-        """U's decoded GOP: luma by pts, and the yuv420p intra pictures to mark by packet number."""
+    def _decode_unmarked(self, packets: list[av.Packet]
+                         ) -> tuple[dict[int, np.ndarray], dict[int, tuple[bytes, np.ndarray]]]:
+        """U's decoded GOP: luma by pts, and by packet number each intra picture's access unit and yuv420p picture."""
         r = self.rendition
-        intra = {packet.pts: number for number, packet in enumerate(packets) if self.marker.is_intra(bytes(packet))}
+        access_units = [bytes(packet) for packet in packets]
+        intra = {packet.pts: number for number, (packet, access_unit) in enumerate(zip(packets, access_units))
+                 if h264.is_intra_picture(access_unit)}
         if 0 not in intra.values():
             raise PrepareError("a position does not start with an intra picture")
         decoder = self._decoder("U")
@@ -517,7 +516,8 @@ class _PositionMarker:
         for frame in [f for packet in packets for f in decoder.decode(packet)] + decoder.decode(None):
             lumas[frame.pts] = _plane(frame, 0)[: r.height, : r.width].copy()
             if frame.pts in intra:
-                pictures[intra[frame.pts]] = frame.to_ndarray(format="yuv420p")
+                number = intra[frame.pts]
+                pictures[number] = (access_units[number], frame.to_ndarray(format="yuv420p"))
         return lumas, dict(sorted(pictures.items()))
 
     def _measure(self, index: int, packets: list[av.Packet], pictures: dict[str, dict[int, bytes]],

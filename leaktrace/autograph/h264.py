@@ -183,13 +183,13 @@ class IntraSliceHeader:
 
     @classmethod
     def read(cls, unit: bytes, syntax: SliceSyntax) -> IntraSliceHeader:
+        if not _is_intra_slice(unit):
+            raise UnsupportedSyntax("not an intra slice")
         payload = rbsp(unit)
         bits = _Bits(payload, 8)
         bits.ue()                                               # first_mb_in_slice
         first_mb_end = bits.position
-        if bits.ue() % 5 != _SLICE_TYPE_I:
-            raise UnsupportedSyntax("not an intra slice")
-        bits.ue()                                               # pic_parameter_set_id
+        bits.ue(), bits.ue()                                    # slice_type, pic_parameter_set_id
         bits.u(syntax.frame_num_bits)
         idr = nal_type(unit) == NAL_IDR_SLICE
         if idr:
@@ -218,15 +218,16 @@ class IntraSliceHeader:
         return cls(payload, first_mb_end, marking_end, bits.position)
 
 
-def is_intra_picture(access_unit: bytes, syntax: SliceSyntax) -> bool:
+def is_intra_picture(access_unit: bytes) -> bool:
     """True when every slice of an access unit (Annex B) is an intra slice."""
     slices = slice_units(nal_units(access_unit))
-    for unit in slices:
-        bits = _Bits(rbsp(unit[:_HEAD_BYTES]), 8)
-        bits.ue()
-        if bits.ue() % 5 != _SLICE_TYPE_I:
-            return False
-    return bool(slices)
+    return bool(slices) and all(_is_intra_slice(unit) for unit in slices)
+
+
+def _is_intra_slice(unit: bytes) -> bool:
+    bits = _Bits(rbsp(unit[:_HEAD_BYTES]), 8)
+    bits.ue()                                                   # first_mb_in_slice
+    return bits.ue() % 5 == _SLICE_TYPE_I
 
 
 def as_picture_of(slices: list[bytes], like: bytes, syntax: SliceSyntax) -> list[bytes]:

@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from leaktrace.autograph.assemble import variant_copy
-from leaktrace.autograph.embed import encode_unmarked, source_frames
+from leaktrace.autograph.embed import encode_unmarked, source_frames, target_mse
 from leaktrace.autograph.package import load_title
 
 
@@ -73,6 +73,14 @@ class QualityResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def independent_step(strength: str) -> float:
+    """Where positions switch, the step (luma levels, RMS) of a pattern drawn per position at the strength's PSNR.
+
+    Two independent patterns of RMS r differ by sqrt(2) x r: the yardstick for the mark's `switch_step`.
+    """
+    return math.sqrt(2 * target_mse(strength))
 
 
 def compare_luma(marked: Iterator[np.ndarray], unmarked: Iterator[np.ndarray], *, frames_per_position: int,

@@ -57,7 +57,7 @@ def test_a_reencoded_picture_decodes_in_the_place_of_an_intra_picture_after_a_cu
     headers = h264.parameter_set_units(h264.nal_units(unmarked[0]))
     syntax = h264.SliceSyntax.of(headers)
     assert syntax.cabac is (extra == "")
-    intra = [p.pts for p, data in zip(packets, unmarked, strict=True) if h264.is_intra_picture(data, syntax)]
+    intra = [p.pts for p, data in zip(packets, unmarked, strict=True) if h264.is_intra_picture(data)]
     assert intra == [0, CUT]                      # the forced IDR, and x264's intra picture at the cut
     assert [p.pts for p in packets if p.is_keyframe] == [0]
     number = next(n for n, p in enumerate(packets) if p.pts == CUT)
@@ -103,6 +103,6 @@ def test_only_intra_slices_are_rewritten():
     syntax = h264.SliceSyntax.of(h264.parameter_set_units(h264.nal_units(bytes(packets[0]))))
     idr_slices = h264.slice_units(h264.nal_units(bytes(packets[0])))
     predicted = h264.slice_units(h264.nal_units(bytes(packets[1])))[0]
-    assert not h264.is_intra_picture(bytes(packets[1]), syntax)
+    assert not h264.is_intra_picture(bytes(packets[1]))
     with pytest.raises(h264.UnsupportedSyntax, match="not an intra slice"):
         h264.as_picture_of(idr_slices, like=predicted, syntax=syntax)

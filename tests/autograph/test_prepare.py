@@ -380,7 +380,7 @@ def test_a_marked_picture_that_does_not_fit_the_unmarked_headers_is_refused():
     assert [unit[0] & 0x1F for unit in headers] == [7, 8]
     nothing = (np.zeros((48, 64), np.uint8), np.zeros((48, 64), np.uint8))
     marker = embed.IntraMarker(rendition, qp=19, preset="veryfast", parameter_sets=headers)
-    assert marker.is_intra(idr)
+    assert h264.is_intra_picture(idr)
     marked = marker.mark(idr, yuv, nothing)
     assert [u[0] & 0x1F for u in h264.nal_units(marked)].count(5) >= 1
     # another preset changes the PPS: its slices would not decode under U's headers

@@ -6,11 +6,12 @@ import math
 import numpy as np
 import pytest
 
-from leaktrace.autograph.embed import encode_unmarked, prepare, source_frames, target_mse
+from leaktrace.autograph.embed import encode_unmarked, prepare, source_frames
 from leaktrace.autograph.quality import (
     codec_quality,
     compare_luma,
     decode_luma,
+    independent_step,
     measure_psnr,
 )
 
@@ -25,6 +26,8 @@ def test_steps_separate_position_switches_from_frames_within_positions():
     assert result.psnr_db == pytest.approx(10 * math.log10(255**2 / np.mean(np.square(marks))))
     single = compare_luma(iter(marked[:3]), iter(unmarked[:3]), frames_per_position=3)
     assert single.switch_step is None and single.frame_step == pytest.approx(math.sqrt(0.5))
+    # at 40 dB a pattern's RMS is 2.55 levels; two independent ones differ by sqrt(2) x that
+    assert independent_step("strong") == pytest.approx(math.sqrt(2) * 255 / 100)
 
 
 def test_source_frames_are_the_frames_prepare_encoded(prepared_title, tmp_path):
@@ -50,7 +53,7 @@ def test_the_mark_steps_at_switches_like_any_pattern_drawn_per_position(prepared
     # mark, strongest on each position's intra pictures, must not step much beyond that on ordinary
     # footage (2.30 against 2.28 levels here, measured), nor flicker within a position.
     quality = measure_psnr(prepared_title.source, prepared_title.outdir, unmarked_path=tmp_path / "unmarked.mp4")
-    independent = math.sqrt(2 * target_mse(prepared_title.manifest["strength"]))
+    independent = independent_step(prepared_title.manifest["strength"])
     for result in quality.values():
         assert result.switch_step <= 1.2 * independent
         assert result.frame_step <= 0.5 * independent
@@ -70,7 +73,7 @@ def test_the_mark_steps_at_switches_like_any_pattern_drawn_per_position_on_cuts_
     source = clip_path(clip)
     prepare(source, tmp_path / "title", strength="strong", height=height, key=bytes(32))
     quality = measure_psnr(source, tmp_path / "title", unmarked_path=tmp_path / "unmarked.mp4")
-    independent = math.sqrt(2 * target_mse("strong"))
+    independent = independent_step("strong")
     for result in quality.values():
         assert abs(result.psnr_db - 40.0) <= 1.0
         assert result.switch_step <= bound * independent
