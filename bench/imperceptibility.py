@@ -5,9 +5,13 @@ targets, each within 1 dB), the clip is prepared with our engine and each varian
 decoded, is compared with the unmarked encode of the same rendition and encoder settings, decoded
 (`leaktrace.autograph.quality.measure_psnr`, the measurement the strengths are defined on).
 
-Stills: the flat, hazy sky of plane_clouds at 1:1 (a crop, no scaling) for the unmarked encode and
-variant A at each strength, plus the difference x8 around mid-grey, under bench/out/stills/, for a
-person to look at.
+Stills, under bench/out/stills/, for a person to look at at 1:1 (crops, no scaling):
+- the flat, hazy sky of plane_clouds for the unmarked encode and variant A at each strength, plus
+  the difference x8 around mid-grey;
+- for every clip at `medium` and `strong`, where the mark shows most: the frame and block of variant A with the
+  largest `quality.visibility` (unmarked | variant A | difference x8), and the position switch where
+  the mark's step is largest against the content's own change (unmarked before | after, above a copy
+  going from A to B: before | after).
 
     .venv/bin/python -m bench.imperceptibility           # full run, writes BENCHMARKS.md
     .venv/bin/python -m bench.imperceptibility --quick   # one clip, 2 s, no write
@@ -35,6 +39,8 @@ TOLERANCE_DB = 1.0
 STILL_CLIP = "plane_clouds_720p30_6s.mp4"
 SKY_CROP = (680, 170, 480, 360)  # x, y, width, height of the flat sky in the 1280x720 frame
 STILL_TIME = 1.0
+SPOT_STRENGTHS = ("medium", "strong")   # the default and the most visible level
+SPOT_CROP = (320, 240)     # width, height of the crops around the spot
 
 
 def log(message: str) -> None:
@@ -100,6 +106,89 @@ def save_stills(title_dirs: dict[str, Path], unmarked: Path, fps: float, out_dir
     return saved
 
 
+def worst_switch(title_dir: Path, unmarked: Path, frames_per_position: int) -> tuple[float, int, int, int]:
+    """The position switch where a copy going from A to B steps most against the content's own change:
+    (score, frame, block row, block column), the score being the block RMS of the mark's step over 1 +
+    that of the unmarked picture's change (`quality.block_rms`); score -1 for a single position."""
+    from leaktrace.autograph.assemble import variant_copy
+    from leaktrace.autograph.package import load_title
+    from leaktrace.autograph.quality import block_rms, decode_luma
+
+    title = load_title(title_dir)
+    best = (-1.0, 0, 0, 0)
+    with variant_copy(title, "A") as copy_a, copy_a.open() as stream_a, \
+            variant_copy(title, "B") as copy_b, copy_b.open() as stream_b:
+        previous = None
+        for frame, lumas in enumerate(zip(decode_luma(unmarked), decode_luma(stream_a), decode_luma(stream_b))):
+            u, a, b = (luma.astype(np.float32) for luma in lumas)
+            if previous is not None and frame % frames_per_position == 0:
+                previous_u, previous_mark = previous
+                score = block_rms(b - u - previous_mark) / (1.0 + block_rms(u - previous_u))
+                row, col = np.unravel_index(int(np.argmax(score)), score.shape)
+                if score[row, col] > best[0]:
+                    best = (float(score[row, col]), frame, int(row), int(col))
+            previous = (u, a - u)
+    return best
+
+
+def _crop(image: np.ndarray, row: int, col: int) -> np.ndarray:
+    """The SPOT_CROP window of `image` centred on block (row, col), kept inside the frame."""
+    from leaktrace.autograph.quality import VISIBILITY_BLOCK as block
+
+    w, h = min(SPOT_CROP[0], image.shape[1]), min(SPOT_CROP[1], image.shape[0])
+    x = int(np.clip((col + 0.5) * block - w / 2, 0, image.shape[1] - w))
+    y = int(np.clip((row + 0.5) * block - h / 2, 0, image.shape[0] - h))
+    return image[y:y + h, x:x + w]
+
+
+def _montage(rows: list[list[np.ndarray]]) -> np.ndarray:
+    """Images side by side and rows one above the other, with 4 black pixels between them."""
+    def gap(height: int, width: int) -> np.ndarray:
+        return np.zeros((height, width, 3), np.uint8)
+
+    lines = []
+    for images in rows:
+        line = [images[0]]
+        for image in images[1:]:
+            line += [gap(image.shape[0], 4), image]
+        lines.append(np.hstack(line))
+    out = [lines[0]]
+    for line in lines[1:]:
+        out += [gap(4, line.shape[1]), line]
+    return np.vstack(out)
+
+
+def save_spots(title_dir: Path, unmarked: Path, most_visible: tuple[int, int, int], out_dir: Path,
+               stem: str, strength: str) -> list[Path]:
+    """Save 1:1 crops of where variant A's mark shows most (`most_visible`: frame, block row, column, from
+    `quality.compare_luma`) and of the `worst_switch`; return the PNG paths."""
+    from leaktrace.autograph.assemble import variant_copy
+    from leaktrace.autograph.package import load_title
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    title = load_title(title_dir)
+
+    def marked(variant: str, frame: int) -> np.ndarray:
+        with variant_copy(title, variant) as copy, copy.open() as stream:
+            return frame_at(stream, frame)
+
+    frame, row, col = most_visible
+    base, mark = frame_at(unmarked, frame), marked("A", frame)
+    diff = np.clip(128 + 8 * (media.luma(mark) - media.luma(base)), 0, 255).astype(np.uint8)
+    spot = out_dir / f"{stem}_{strength}_spot_frame{frame}.png"
+    crops = [_crop(image, row, col) for image in (base, mark, cv2.cvtColor(diff, cv2.COLOR_GRAY2BGR))]
+    cv2.imwrite(str(spot), _montage([crops]))
+    saved = [spot]
+    score, frame, row, col = worst_switch(title_dir, unmarked, title.manifest["frames_per_position"])
+    if score >= 0:
+        switch = out_dir / f"{stem}_{strength}_switch_frame{frame}.png"
+        cv2.imwrite(str(switch), _montage([
+            [_crop(frame_at(unmarked, frame - 1), row, col), _crop(frame_at(unmarked, frame), row, col)],
+            [_crop(marked("A", frame - 1), row, col), _crop(marked("B", frame), row, col)]]))
+        saved.append(switch)
+    return saved
+
+
 def _larger_step(a: Any, b: Any, name: str) -> float | None:
     """The larger of two variants' (`QualityResult`) steps; None when the title has a single position."""
     steps = [getattr(q, name) for q in (a, b) if getattr(q, name) is not None]
@@ -120,6 +209,7 @@ def measure_clip(clip: str, seconds: float | None, workdir: Path, with_vmaf: boo
     source = media.TESTDATA / clip
     unmarked = workdir / f"{Path(clip).stem}-unmarked.mp4"
     title_dirs: dict[str, Path] = {}
+    most_visible: dict[str, tuple[int, int, int]] = {}
     codec = None
     for strength, target in STRENGTHS.items():
         outdir = workdir / f"{Path(clip).stem}-{strength}"
@@ -138,6 +228,7 @@ def measure_clip(clip: str, seconds: float | None, workdir: Path, with_vmaf: boo
             variant_copy(load_title(outdir), "A").write_to(copy_a)
             vmaf_text = f"{vmaf(copy_a, unmarked):.2f}"
         a, b = quality["A"], quality["B"]
+        most_visible[strength] = a.most_visible
         # a variant is the unmarked encode with other intra pictures: its cost in bytes
         init = (outdir / "init.mp4").stat().st_size
         growth = np.mean([(init + (outdir / f"{v}.m4s").stat().st_size) / unmarked.stat().st_size - 1
@@ -152,6 +243,7 @@ def measure_clip(clip: str, seconds: float | None, workdir: Path, with_vmaf: boo
                             f"{a.ssim:.4f} / {b.ssim:.4f}", vmaf_text, f"{100 * growth:+.1f} %",
                             _steps(_larger_step(a, b, "switch_step"), _larger_step(a, b, "frame_step")),
                             _steps(codec.switch_step, codec.frame_step),
+                            f"{max(a.max_visibility, b.max_visibility):.1f}",
                             "ok" if within else "MISSED"])
         out["results"].append({"clip": clip, "strength": strength, "target_db": target,
                                "A": a.as_dict(), "B": b.as_dict(), "vmaf": vmaf_text,
@@ -160,11 +252,15 @@ def measure_clip(clip: str, seconds: float | None, workdir: Path, with_vmaf: boo
     if clip == STILL_CLIP:
         fps = manifest["rendition"]["fps"][0] / manifest["rendition"]["fps"][1]
         out["stills"] = save_stills(title_dirs, unmarked, fps, media.OUT / "stills")
+    log(f"{clip}: where the mark shows most")
+    out["spots"] = [path for strength in SPOT_STRENGTHS
+                    for path in save_spots(title_dirs[strength], unmarked, most_visible[strength],
+                                           media.OUT / "stills", Path(clip).stem, strength)]
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    from leaktrace.autograph.quality import independent_step
+    from leaktrace.autograph.quality import VISIBILITY_BLOCK, independent_step
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="one clip, 2 s, no BENCHMARKS.md write")
@@ -188,11 +284,12 @@ def main(argv: list[str] | None = None) -> int:
     results = [r for part in per_clip for r in part["results"]]
     misses = [m for part in per_clip for m in part["misses"]]
     stills: list[Path] = [p for part in per_clip for p in part["stills"]]
+    spots: list[Path] = [p for part in per_clip for p in part["spots"]]
 
     table = report.markdown_table(
         ["clip", "rendition", "strength", "target dB", "Y-PSNR A dB", "Y-PSNR B dB", "worst frame dB",
          "SSIM A / B", "VMAF", "bytes vs unmarked", "mark step: switch / within", "codec step: IDR / within",
-         f"within {TOLERANCE_DB:g} dB"], rows)
+         "mark shows (most)", f"within {TOLERANCE_DB:g} dB"], rows)
     extent = f"first {seconds:g} s" if seconds else "whole length"
     body = (f"Each clip's {extent} prepared with the engine defaults (2 s positions, libx264 "
             f"veryfast CRF 20); Y-PSNR over all frames of each variant against the unmarked encode with the "
@@ -206,17 +303,27 @@ def main(argv: list[str] | None = None) -> int:
             f"minus source) at its IDR pictures and within GOPs. Any pattern drawn independently per "
             f"position steps by sqrt(2) x its RMS at a switch: "
             + ", ".join(f"{independent_step(name):.2f} levels for {name}" for name in STRENGTHS)
-            + f" at the target PSNR. {len(rows) - len(misses)} of {len(rows)} clip/strength pairs within "
+            + " at the target PSNR. Mark shows (most): the largest `quality.visibility` over every "
+            f"{VISIBILITY_BLOCK}x{VISIBILITY_BLOCK} block of every frame of A and B, the mark's RMS there over 1 + the "
+            f"unmarked picture's standard deviation (as strong as the content's own detail: about 1; in "
+            f"flat sky: its RMS in levels). "
+            + f"{len(rows) - len(misses)} of {len(rows)} clip/strength pairs within "
             f"{TOLERANCE_DB:g} dB.\n\n"
             f"{table}\n\nStills (1:1 crop {SKY_CROP[2]}x{SKY_CROP[3]} of the flat sky in {STILL_CLIP} at "
             f"{STILL_TIME:g} s, variant A; `_diff_x8` = 128 + 8 x (marked - unmarked)): "
-            + ", ".join(f"`{p.relative_to(media.REPO_ROOT)}`" for p in stills))
+            + ", ".join(f"`{p.relative_to(media.REPO_ROOT)}`" for p in stills)
+            + f"\n\nWhere the mark shows most, per clip at {' and '.join(SPOT_STRENGTHS)} (1:1 crops "
+            f"{SPOT_CROP[0]}x{SPOT_CROP[1]}; `_spot`: unmarked | variant A | difference x8 at A's most "
+            f"visible block; `_switch`: unmarked before | after a position switch, above a copy going from A "
+            f"to B, where the step's RMS over 1 + the content's change is largest): "
+            + ", ".join(f"`{p.relative_to(media.REPO_ROOT)}`" for p in spots))
     print(body)
     if misses:
         print("\nMISSED (strength not within tolerance):\n" + "\n".join(f"  - {m}" for m in misses), file=sys.stderr)
     if args.json_out:
         args.json_out.write_text(json.dumps({"results": results, "misses": misses,
-                                             "stills": [str(p) for p in stills]}, indent=1, default=str))
+                                             "stills": [str(p) for p in stills],
+                                             "spots": [str(p) for p in spots]}, indent=1, default=str))
     if not args.quick and not args.no_write:
         report.write_section("imperceptibility", title="Imperceptibility: luma PSNR, SSIM, VMAF, stills",
                              body=body, command=report.command_line("bench.imperceptibility"))

@@ -4,9 +4,10 @@ Pipeline (one decoding pass over the input, after a demux-only packet count):
 
     demux ─► decode video ─► limited-range 8-bit 4:2:0, even size ─► buffer one position (one GOP)
                                    └─► ReferenceBuilder.add_frame (unmarked luma)
-          per position: perceptual mask from its frames, keyed noise for A and B
+          per position: keyed noise for A and B
           unmarked frames ─► x264 (CRF) ─► U's packets
-              intra pictures (the IDR, and any at a scene cut) ─► decode ─► + delta(A) / + delta(B)
+              intra pictures (the IDR, and any at a scene cut) ─► decode ─► perceptual mask of each
+                  ─► + delta(A) / + delta(B)
                   ─► x264 intra (constant QP) ─► the same pictures of A / of B
               other packets ─► unchanged into A and B
           per position, on a second thread (_PositionMarker): A, B and their twins (negated deltas)
@@ -30,10 +31,10 @@ Rules decided here (also in docs/autograph-format.md):
 - Size: odd widths or heights lose their last column or row (4:2:0 needs even sizes); with
   `height` the frame is scaled to that height, width keeping the aspect ratio, both even.
 - Range: full-range sources are converted to limited range before marking.
-- Pattern: luma only; one float delta per position and variant, rounded once and added with
-  saturation to each of U's decoded intra pictures in the position (its IDR, and any at a scene
-  cut). U's P and B pictures, shared byte for byte, carry it through the GOP along U's motion
-  vectors.
+- Pattern: luma only; one keyed noise per position and variant, shaped by the perceptual mask of
+  each of U's decoded intra pictures in the position (its IDR, and any at a scene cut), rounded
+  once and added to that picture with saturation. U's P and B pictures, shared byte for byte,
+  carry it through the GOP along U's motion vectors.
 """
 
 from __future__ import annotations
@@ -94,7 +95,10 @@ INTRA_QP_OFFSET = -3
 # lands off, and steers the RMS of the next ones towards the target (`StrengthControl`).
 MIN_POSITION_SECONDS = 1.0
 MAX_POSITION_SECONDS = 2.0
-_MASK_SAMPLE_FRAMES = 4
+# Pictures the perceptual mask of a marked picture is taken from: itself and evenly spaced ones that
+# carry its mark, up to the next intra picture (every picture of a 2 s position: 0.2 s per position
+# at 960x540, 8 of them: 0.05 s).
+MASK_SAMPLES = 8
 _AUDIO_BITRATE = 128_000
 _AAC_PRIMING = 1024  # samples of encoder delay of FFmpeg's AAC encoder
 _VARIANTS = ("A", "B")
@@ -411,28 +415,36 @@ class _Outputs:
 
 @dataclass
 class _Mark:
-    """One marking of a position for one variant: its RMS, marked pictures (by packet number), MSE and template."""
+    """One marking of a position for one variant: its RMS, marked pictures (by packet number), MSE, the MSE of
+    its worst frame, and template."""
 
     rms: float
     pictures: dict[int, bytes]
     mse: float
+    peak_mse: float
     template: np.ndarray
 
 
 class _PositionMarker:
     """Marks one position (a closed GOP of U) per variant, measures what each variant carries, re-marks it when off.
 
-    The position's delta is added to each of U's intra pictures in the GOP: its IDR, and any
-    intra picture x264 placed at a scene cut (`X264_PARAMS`). A variant's decoded difference to U
-    is that delta carried through the GOP plus the intra re-encoding's own error. That error is
-    partly the same for every re-encode of a picture, so differences to U (or to a re-encode
-    without delta) share a part between A and B that a copy does not carry in that proportion,
-    and the absent variant then scored away from zero (+2 and -0.15 x the present z, measured).
-    So each variant has a twin (`twin(v)`, never delivered) whose pictures carry the negated
-    delta: half the twins' difference is the delta as the GOP carries it, and the error, even in
-    the delta, cancels. A variant's template for a position is that half difference averaged over
-    the position's interior frames (the frames tracing averages; a position of one or two frames
-    uses all of them).
+    The position's keyed noise is added to each of U's intra pictures in the GOP: its IDR, and any
+    intra picture x264 placed at a scene cut (`X264_PARAMS`). Each picture shapes it with its own
+    perceptual mask, taken from U's decoded pictures that carry its mark: itself and some of those
+    up to the next intra picture (`pattern.perceptual_mask` keeps the places that stay busy in all
+    of them). A mask of the position's frames averaged put the mark where content would be later
+    (on plane_clouds, the plane's path through a flat sky showed as speckles in the sky of the IDR,
+    seen at 1:1); a mask of the marked picture alone left a ghost of the plane behind.
+
+    A variant's decoded difference to U is that delta carried through the GOP plus the intra
+    re-encoding's own error. That error is partly the same for every re-encode of a picture, so
+    differences to U (or to a re-encode without delta) share a part between A and B that a copy does
+    not carry in that proportion, and the absent variant then scored away from zero (+2 and -0.15 x
+    the present z, measured). So each variant has a twin (`twin(v)`, never delivered) whose pictures
+    carry the negated delta: half the twins' difference is the delta as the GOP carries it, and the
+    error, even in the delta, cancels. A variant's template for a position is that half difference
+    averaged over the position's interior frames (the frames tracing averages; a position of one or
+    two frames uses all of them).
 
     U is decoded once per position and kept (luma, and the intra pictures whole); each marking
     then decodes its variants and twins. The twins decode only reference pictures (`skip_frame`
@@ -443,43 +455,55 @@ class _PositionMarker:
     How much of a delta a GOP keeps depends on its content (intra blocks drop it; on rare
     positions U's intra prediction makes it drift and grow), so a variant whose position would
     leave the title off target is marked again with the RMS that the measurements predict
-    (`StrengthControl.retry_rms`), up to MAX_MARKS times; the closest mark is kept.
+    (`StrengthControl.retry_rms`), up to MAX_MARKS times. U's prediction can also gather the mark
+    into whole frames far above the target (fast action: sintel, strong, a frame at 8.7x the
+    target MSE); a variant whose worst frame goes over PEAK_MSE_FACTOR x the target is marked lower
+    (`StrengthControl.rms_ceiling`). The mark kept is the closest to the target among those within
+    the peak, else the one least over it.
     """
 
     def __init__(self, rendition: Rendition, positions: list[dict[str, Any]], marker: IntraMarker,
-                 controls: dict[str, StrengthControl],
+                 controls: dict[str, StrengthControl], *, mask_floor: float,
                  on_position: Callable[[int, dict[str, np.ndarray]], None]):
         self.rendition, self.positions, self.marker = rendition, positions, marker
+        self.mask_floor = mask_floor
         self.controls, self.on_position = controls, on_position
         self._headers = h264.annex_b(marker.parameter_sets)
         self.squared_error = dict.fromkeys(controls, 0.0)
         self.frames = 0
         self.intra_pictures = 0
 
-    def mark(self, index: int, packets: list[av.Packet], shape: dict[str, np.ndarray]) -> dict[str, dict[int, bytes]]:
-        """Mark position `index` from U's `packets` (decode order, its IDR first); return each variant's pictures.
+    def mark(self, index: int, packets: list[av.Packet], noise: dict[str, np.ndarray]) -> dict[str, dict[int, bytes]]:
+        """Mark position `index` from U's `packets` (decode order, its IDR first) with each variant's keyed
+        `noise`; return each variant's pictures.
 
         The pictures are the marked access units by packet number; the other packets are U's.
         """
         unmarked, intra = self._decode_unmarked(packets)
+        masks = self._masks(unmarked, intra)
         tried: dict[str, list[_Mark]] = {v: [] for v in self.controls}
 
         def measured(v: str) -> list[tuple[float, float]]:
             return [(m.rms, m.mse) for m in tried[v]]
 
+        def ceiling(v: str) -> float:
+            return self.controls[v].rms_ceiling([(m.rms, m.peak_mse) for m in tried[v]])
+
         rms = {v: control.rms_for(index) for v, control in self.controls.items()}
         while rms:
             pictures: dict[str, dict[int, bytes]] = {}
             for v, value in rms.items():
-                plus, minus = _split_delta(pattern.position_delta(shape[v], shape["mask"], rms=value))
-                for name, delta in ((v, (plus, minus)), (twin(v), (minus, plus))):
-                    pictures[name] = {number: self.marker.mark(access_unit, picture, delta)
-                                      for number, (access_unit, picture) in intra.items()}
-            for v, (mse, template) in self._measure(index, packets, pictures, unmarked).items():
-                tried[v].append(_Mark(rms[v], pictures[v], mse, template))
-            retries = {v: self.controls[v].retry_rms(index, measured(v)) for v in rms}
+                deltas = {number: _split_delta(pattern.position_delta(noise[v], mask, rms=value))
+                          for number, mask in masks.items()}
+                for name, sign in ((v, 1), (twin(v), -1)):
+                    pictures[name] = {number: self.marker.mark(access_unit, picture, deltas[number][::sign])
+                                      for number, (access_unit, picture, _) in intra.items()}
+            for v, (mse, peak_mse, template) in self._measure(index, packets, pictures, unmarked).items():
+                tried[v].append(_Mark(rms[v], pictures[v], mse, peak_mse, template))
+            retries = {v: self.controls[v].retry_rms(index, measured(v), ceiling=ceiling(v)) for v in rms}
             rms = {v: value for v, value in retries.items() if value is not None and len(tried[v]) < MAX_MARKS}
-        kept = {v: min(marks, key=lambda m: self.controls[v].miss_db(index, m.mse)) for v, marks in tried.items()}
+        kept = {v: min(marks, key=lambda m: self.controls[v].rank(index, mse=m.mse, peak_mse=m.peak_mse))
+                for v, marks in tried.items()}
         frames = self.positions[index]["frame_count"]
         for v, chosen in kept.items():
             self.controls[v].record(index, tried=measured(v), kept=(chosen.rms, chosen.mse))
@@ -502,9 +526,24 @@ class _PositionMarker:
             decoder.skip_frame = "NONREF"
         return decoder
 
+    def _masks(self, lumas: dict[int, np.ndarray], intra: dict[int, tuple[bytes, np.ndarray, int]]
+               ) -> dict[int, np.ndarray]:
+        """The perceptual mask of each intra picture (by packet number), from U's decoded `lumas` (by pts)
+        of the picture and of those after it up to the next intra picture (MASK_SAMPLES in all)."""
+        starts = sorted(pts for _, _, pts in intra.values())
+        frames = sorted(lumas)
+        masks = {}
+        for number, (_, _, pts) in intra.items():
+            later = [p for p in starts if p > pts]
+            carried = [p for p in frames if pts <= p < (later[0] if later else math.inf)]
+            samples = np.linspace(0, len(carried) - 1, min(MASK_SAMPLES, len(carried))).round().astype(int)
+            masks[number] = pattern.perceptual_mask([lumas[carried[i]] for i in samples], floor=self.mask_floor)
+        return masks
+
     def _decode_unmarked(self, packets: list[av.Packet]
-                         ) -> tuple[dict[int, np.ndarray], dict[int, tuple[bytes, np.ndarray]]]:
-        """U's decoded GOP: luma by pts, and by packet number each intra picture's access unit and yuv420p picture."""
+                         ) -> tuple[dict[int, np.ndarray], dict[int, tuple[bytes, np.ndarray, int]]]:
+        """U's decoded GOP: luma by pts, and by packet number each intra picture's access unit, yuv420p
+        picture and pts."""
         r = self.rendition
         access_units = [bytes(packet) for packet in packets]
         intra = {packet.pts: number for number, (packet, access_unit) in enumerate(zip(packets, access_units))
@@ -517,12 +556,13 @@ class _PositionMarker:
             lumas[frame.pts] = _plane(frame, 0)[: r.height, : r.width].copy()
             if frame.pts in intra:
                 number = intra[frame.pts]
-                pictures[number] = (access_units[number], frame.to_ndarray(format="yuv420p"))
+                pictures[number] = (access_units[number], frame.to_ndarray(format="yuv420p"), frame.pts)
         return lumas, dict(sorted(pictures.items()))
 
     def _measure(self, index: int, packets: list[av.Packet], pictures: dict[str, dict[int, bytes]],
-                 unmarked: dict[int, np.ndarray]) -> dict[str, tuple[float, np.ndarray]]:
-        """Decode the position with each output's marked `pictures`: per variant, its MSE against U and template."""
+                 unmarked: dict[int, np.ndarray]) -> dict[str, tuple[float, float, np.ndarray]]:
+        """Decode the position with each output's marked `pictures`: per variant, its MSE against U, the MSE of
+        its worst frame, and its template."""
         r = self.rendition
         first, count = self.positions[index]["first_frame"], self.positions[index]["frame_count"]
         variants = [name for name in pictures if name in self.controls]
@@ -530,6 +570,7 @@ class _PositionMarker:
         latest = dict.fromkeys(decoders, -1)
         lumas: dict[int, dict[str, np.ndarray]] = {}   # pts -> decoded luma per stream, until measured
         errors = dict.fromkeys(variants, 0.0)
+        peaks = dict.fromkeys(variants, 0.0)
         sums: dict[str, np.ndarray] = {}
         interior_frames = frames = 0
 
@@ -557,7 +598,9 @@ class _PositionMarker:
                     break
                 del lumas[pts]
                 for v in variants:
-                    errors[v] += cv2.norm(got[v], unmarked[pts], cv2.NORM_L2SQR)
+                    error = cv2.norm(got[v], unmarked[pts], cv2.NORM_L2SQR)
+                    errors[v] += error
+                    peaks[v] = max(peaks[v], error)
                 interior = count <= 2 or first < pts < first + count - 1
                 if interior and all(twin(v) in got for v in variants):
                     interior_frames += 1
@@ -569,7 +612,8 @@ class _PositionMarker:
             raise PrepareError(f"position {index} decoded to {frames} pictures instead of {count}")
         pixels = count * r.width * r.height
         empty = np.zeros((r.height, r.width), np.float32)
-        return {v: (errors[v] / pixels, sums[v].astype(np.float32) / (2 * interior_frames) if interior_frames else empty)
+        return {v: (errors[v] / pixels, peaks[v] / (r.width * r.height),
+                    sums[v].astype(np.float32) / (2 * interior_frames) if interior_frames else empty)
                 for v in variants}
 
 
@@ -608,6 +652,12 @@ RMS_RANGE = (0.5, 1.75)
 # target, at most MAX_MARKS times in all; the closest mark is kept.
 REMARK_TOLERANCE_DB = 0.5
 MAX_MARKS = 3
+# No frame of a variant may differ from U by more than this many times the target MSE (6 dB below
+# the target PSNR; a fresh intra picture at the RMS cap is about 3.1x). U's intra-coded blocks in
+# P pictures predict from their marked neighbours, and its motion copies marked blocks into flat
+# areas: on fast action the mark can grow within the GOP (sintel, strong: a frame at 8.7x, in
+# blocky patches). Such a position is marked lower.
+PEAK_MSE_FACTOR = 4.0
 
 
 class StrengthControl:
@@ -627,6 +677,7 @@ class StrengthControl:
         self.frames = [position["frame_count"] for position in positions]
         base = math.sqrt(target_mse)
         self.bounds = (RMS_RANGE[0] * base, RMS_RANGE[1] * base)
+        self.peak_mse = PEAK_MSE_FACTOR * target_mse
         self._title = [0.0, 0]          # squared-error sum (MSE x frames) and frames of the positions kept
         self._recent = [0.0, 0.0]       # measured and predicted MSE of recent marks, decaying
         self.wanted: dict[int, float] = {}
@@ -652,18 +703,32 @@ class StrengthControl:
         title_mse = (squared_error + mse * frames) / (done + frames)
         return abs(10.0 * math.log10(max(title_mse, 1e-9) / self.target_mse))
 
-    def retry_rms(self, index: int, tried: list[tuple[float, float]]) -> float | None:
+    def rms_ceiling(self, peaks: list[tuple[float, float]]) -> float:
+        """The highest RMS for a position whose marks (rms, MSE of the worst frame) are `peaks`.
+
+        A mark's worst frame is its delta carried (or grown) through the GOP, so its MSE scales with
+        rms^2; the ceiling aims 10 % under `peak_mse` from every mark that went over it.
+        """
+        return min((rms * math.sqrt(0.9 * self.peak_mse / peak) for rms, peak in peaks if peak > self.peak_mse),
+                   default=math.inf)
+
+    def rank(self, index: int, *, mse: float, peak_mse: float) -> tuple[float, float]:
+        """Sort key of a position's marks, best first: within `peak_mse` (else the least over), then `miss_db`."""
+        return max(peak_mse / self.peak_mse, 1.0), self.miss_db(index, mse)
+
+    def retry_rms(self, index: int, tried: list[tuple[float, float]], *, ceiling: float = math.inf) -> float | None:
         """The RMS to mark position `index` with again after the (rms, mse) `tried`; None when done.
 
-        A position is done when it leaves the title within REMARK_TOLERANCE_DB of the target: early
-        positions must land close, later ones only when far off (a drifting mark), since the next
-        positions make up for small misses.
+        A position is done when its latest RMS is within `ceiling` (`rms_ceiling`) and it leaves
+        the title within REMARK_TOLERANCE_DB of the target: early positions must land close, later
+        ones only when far off (a drifting mark), since the next positions make up for small misses.
 
         One measurement rescales the model to this position; two fit mse = a + b x rms^2 through
-        the latest two, which covers both a fading mark (small b) and a drifting one (large b).
+        the latest two, which covers both a fading mark (small b) and a drifting one (large b). The
+        ceiling may take the RMS below RMS_RANGE: a weaker mark is better than a visible one.
         """
         rms, mse = tried[-1]
-        if self.miss_db(index, mse) <= REMARK_TOLERANCE_DB:
+        if rms <= ceiling and self.miss_db(index, mse) <= REMARK_TOLERANCE_DB:
             return None
         wanted = self.wanted[index]
         slope = 0.0
@@ -674,7 +739,7 @@ class StrengthControl:
             better = math.sqrt(max(wanted - (mse - slope * rms * rms), 0.0) / slope)
         else:
             better = self.model.rms(wanted * self.model.mse(rms) / max(mse, 1e-9))
-        better = self._clip(better)
+        better = min(self._clip(better), ceiling)
         return None if any(abs(better - r) <= 0.02 * r for r, _ in tried) else better
 
     def record(self, index: int, *, tried: list[tuple[float, float]], kept: tuple[float, float]) -> None:
@@ -908,9 +973,10 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
                 reference.add_position(index, templates["A"], templates["B"])
 
         intra_marker = IntraMarker(rendition, qp=intra_qp(crf), preset=preset, parameter_sets=outputs.parameter_sets)
-        marker = _PositionMarker(rendition, positions, intra_marker, controls, on_position=position_done)
-    # per position waiting to be marked: the perceptual mask and each variant's keyed noise
-    shapes: dict[int, dict[str, np.ndarray]] = {}
+        marker = _PositionMarker(rendition, positions, intra_marker, controls, mask_floor=MASK_FLOOR[strength],
+                                 on_position=position_done)
+    # per position waiting to be marked: each variant's keyed noise
+    noises: dict[int, dict[str, np.ndarray]] = {}
     # Positions are marked on a thread of their own (PyAV decodes and encodes without the GIL)
     # while this one encodes the next; each is muxed once marked, in order.
     marking = ThreadPoolExecutor(max_workers=1, thread_name_prefix="leaktrace-mark")
@@ -927,7 +993,7 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
     def submit_gop() -> None:
         mux_marked()
         index = gop[0].pts // rendition.frames_per_position
-        in_marking.append((list(gop), marking.submit(marker.mark, index, list(gop), shapes.pop(index))))
+        in_marking.append((list(gop), marking.submit(marker.mark, index, list(gop), noises.pop(index))))
         gop.clear()
 
     def write_video(packets: list[av.Packet]) -> None:
@@ -940,7 +1006,6 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
             gop.append(packet)
 
     convert = _FrameConverter(rendition)
-    floor = MASK_FLOOR[strength]
     height = rendition.height
     pending: list[np.ndarray] = []
     decoded = 0
@@ -949,10 +1014,8 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
     def flush_position(frames: list[np.ndarray]) -> None:
         nonlocal frame_index
         index = frame_index // rendition.frames_per_position
-        lumas = [frames[i][:height] for i in np.linspace(0, len(frames) - 1, min(_MASK_SAMPLE_FRAMES, len(frames))).astype(int)]
         if key is not None:
-            shapes[index] = {"mask": pattern.perceptual_mask(lumas, floor=floor),
-                             **{v: pattern.keyed_noise(key, index, v, height, rendition.width) for v in variants}}
+            noises[index] = {v: pattern.keyed_noise(key, index, v, height, rendition.width) for v in variants}
         for yuv in frames:
             write_video(outputs.encode_frame(yuv, frame_index))
             frame_index += 1

@@ -59,27 +59,32 @@ def keyed_noise(key: bytes, position: int, variant: str, height: int, width: int
 
 
 def perceptual_mask(lumas: Sequence[np.ndarray], *, floor: float) -> np.ndarray:
-    """Gain map from local activity and luminance of a position's frames, float32 (H, W), mean ~1.
+    """Gain map from the local activity and luminance of the pictures a mark lives in, float32 (H, W), mean ~1.
 
-    `lumas` are uint8 (H, W) frames of one position (a few samples are enough). Activity is the
-    local standard deviation (9x9 at 720p), averaged over the frames and smoothed; it is
-    normalised to mean 1 and clipped to [floor, MASK_CEILING]. A luminance term then lowers the
-    gain in near-black and near-white areas, where the pattern would clip or show as mottling.
+    `lumas` are uint8 (H, W) pictures: the one the mark is added to, then samples of those that
+    carry it on. Activity is the local standard deviation (9x9 at 720p), its minimum over the
+    pictures, smoothed: a place is busy only if it stays busy. The mark is carried by prediction,
+    so what is laid on a moving edge is left behind where the edge uncovers flat background, in
+    blocks (a ghost of the plane in plane_clouds' sky, patches in sintel's, seen at 1:1). The
+    activity is normalised to mean 1 and clipped to [floor, MASK_CEILING]. A luminance term
+    (from the mean picture) then lowers the gain in near-black and near-white areas, where the
+    pattern would clip or show as mottling.
     """
     height, width = lumas[0].shape
-    factor = lowres_factor(height)
+    # the mask is smoothed at twice the pattern's sigma, so half the pattern's working resolution
+    # holds it (and it is computed for every marked picture, from several pictures)
+    factor = 2 * lowres_factor(height)
     small_size = (-(-width // factor), -(-height // factor))
     window = max(3, int(round(_ACTIVITY_WINDOW_720P * height / 720.0 / factor)) | 1)
 
-    activity = np.zeros((small_size[1], small_size[0]), dtype=np.float32)
+    activity = np.full((small_size[1], small_size[0]), np.inf, dtype=np.float32)
     mean_luma = np.zeros_like(activity)
     for luma in lumas:
         small = cv2.resize(luma, small_size, interpolation=cv2.INTER_AREA).astype(np.float32)
         local_mean = cv2.blur(small, (window, window), borderType=cv2.BORDER_REFLECT)
         local_sq = cv2.blur(small * small, (window, window), borderType=cv2.BORDER_REFLECT)
-        activity += np.sqrt(np.maximum(local_sq - local_mean * local_mean, 0.0))
+        np.minimum(activity, np.sqrt(np.maximum(local_sq - local_mean * local_mean, 0.0)), out=activity)
         mean_luma += small
-    activity /= len(lumas)
     mean_luma /= len(lumas)
 
     activity = cv2.GaussianBlur(activity, (0, 0), sigmaX=2.0 * pattern_sigma(height) / factor)
@@ -101,3 +106,4 @@ def position_delta(noise: np.ndarray, mask: np.ndarray, *, rms: float) -> np.nda
     delta = noise * mask
     delta *= np.float32(rms / max(float(np.sqrt(np.mean(np.square(delta, dtype=np.float64)))), 1e-9))
     return delta
+

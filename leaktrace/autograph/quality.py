@@ -3,7 +3,9 @@
 The strength levels are defined on exactly this measurement: variant A (or B) of a prepared title,
 decoded, against an unmarked encode of the same rendition with the same encoder settings, decoded.
 PSNR is computed over the whole title from the mean squared error of all luma samples
-(`psnr_db`); the mean and minimum of the per-frame PSNRs are reported beside it.
+(`psnr_db`); the mean and minimum of the per-frame PSNRs are reported beside it. PSNR says how
+much mark there is, not where: `visibility` scores it block by block against the content, since
+the same error that hides in texture shows in flat sky.
 """
 
 from __future__ import annotations
@@ -70,9 +72,46 @@ class QualityResult:
     # variant and a new pattern starts, and between frames within positions.
     switch_step: float | None = None   # None: a single position
     frame_step: float | None = None
+    # The most the mark shows in any block of any frame (`visibility`), and where: (frame, block row, column).
+    max_visibility: float = 0.0
+    most_visible: tuple[int, int, int] = (0, 0, 0)
 
     def as_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+# Side in pixels of the blocks over which a decoded mark is judged against the content (`visibility`).
+VISIBILITY_BLOCK = 32
+
+
+def block_rms(image: np.ndarray) -> np.ndarray:
+    """RMS of each whole VISIBILITY_BLOCK square of a float32 (H, W) image, float32 (H // 32, W // 32)."""
+    b = VISIBILITY_BLOCK
+    h, w = (image.shape[0] // b) * b, (image.shape[1] // b) * b
+    if h == 0 or w == 0:   # smaller than one block
+        return np.zeros((h // b, w // b), np.float32)
+    return np.sqrt(cv2.resize(np.square(image[:h, :w]), (w // b, h // b), interpolation=cv2.INTER_AREA))
+
+
+def block_activity(luma: np.ndarray) -> np.ndarray:
+    """Standard deviation of each whole VISIBILITY_BLOCK square of a (H, W) picture, float32 (H // 32, W // 32)."""
+    b = VISIBILITY_BLOCK
+    h, w = (luma.shape[0] // b) * b, (luma.shape[1] // b) * b
+    if h == 0 or w == 0:
+        return np.zeros((h // b, w // b), np.float32)
+    picture = luma[:h, :w].astype(np.float32)
+    size = (w // b, h // b)
+    mean = cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
+    mean_square = cv2.resize(np.square(picture), size, interpolation=cv2.INTER_AREA)
+    return np.sqrt(np.maximum(mean_square - np.square(mean), 0.0))
+
+
+def visibility(mark: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """How plainly a mark shows, per block, float32 (H // 32, W // 32): the RMS of the mark (float32
+    (H, W), marked minus unmarked luma) over 1 + the standard deviation of the unmarked `content`
+    (H, W) there. A mark as strong as the content's own detail scores about 1; one in flat sky
+    scores its RMS in levels."""
+    return block_rms(mark) / (1.0 + block_activity(content))
 
 
 def independent_step(strength: str) -> float:
@@ -90,9 +129,13 @@ def compare_luma(marked: Iterator[np.ndarray], unmarked: Iterator[np.ndarray], *
     ssims: list[float] = []
     steps: dict[bool, list[float]] = {True: [], False: []}   # at a position switch or not -> mean squared step
     previous = None
+    shows, where = 0.0, (0, 0, 0)
     for index, (a, b) in enumerate(zip(marked, unmarked, strict=True)):
         diff = a.astype(np.int16) - b.astype(np.int16)
         squared_errors.append(float(np.mean(diff.astype(np.float32) ** 2)))
+        scores = visibility(diff.astype(np.float32), b)
+        if scores.size and scores.max() > shows:
+            shows, where = float(scores.max()), (index, *map(int, np.unravel_index(int(scores.argmax()), scores.shape)))
         if index % ssim_every == 0:
             ssims.append(ssim(a, b))
         if previous is not None:
@@ -111,6 +154,8 @@ def compare_luma(marked: Iterator[np.ndarray], unmarked: Iterator[np.ndarray], *
         position_psnr_db=positions,
         switch_step=math.sqrt(np.mean(steps[True])) if steps[True] else None,
         frame_step=math.sqrt(np.mean(steps[False])) if steps[False] else None,
+        max_visibility=shows,
+        most_visible=where,
     )
 
 

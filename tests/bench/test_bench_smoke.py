@@ -201,6 +201,11 @@ def test_imperceptibility_quick_measures_each_strength_and_saves_stills(tmp_path
     assert all(35 < r["A"]["psnr_db"] < 55 and 0.9 < r["A"]["ssim"] <= 1.0 for r in rows.values())
     stills = [Path(p) for p in result["stills"]]
     assert len(stills) == 7 and all(p.stat().st_size > 1000 for p in stills)
+    # where the mark shows most: a score per strength, and a 1:1 crop at medium and strong (2 s: no switch)
+    assert all(r["A"]["max_visibility"] > 0 for r in rows.values())
+    spots = [Path(p) for p in result["spots"]]
+    assert [p.name.split("_spot_")[0].rsplit("_", 1)[1] for p in spots] == ["medium", "strong"]
+    assert all(p.stat().st_size > 1000 for p in spots)
     assert "| plane_clouds_720p30_6s.mp4 | 1280x720 | medium |" in proc.stdout
 
 
