@@ -8,10 +8,10 @@ decoded, is compared with the unmarked encode of the same rendition and encoder 
 Stills, under bench/out/stills/, for a person to look at at 1:1 (crops, no scaling):
 - the flat, hazy sky of plane_clouds for the unmarked encode and variant A at each strength, plus
   the difference x8 around mid-grey;
-- for every clip at `medium` and `strong`, where the mark shows most: the frame and block of variant A with the
-  largest `quality.visibility` (unmarked | variant A | difference x8), and the position switch where
-  the mark's step is largest against the content's own change (unmarked before | after, above a copy
-  going from A to B: before | after).
+- for every clip at `medium` and `strong`, where the mark shows most: the frame and block of
+  variant A with the largest `quality.visibility` (unmarked | variant A | difference x8), and the
+  position switch where the mark's step is largest against the content's own change (unmarked
+  before | after, above a copy going from A to B: before | after).
 
     .venv/bin/python -m bench.imperceptibility           # full run, writes BENCHMARKS.md
     .venv/bin/python -m bench.imperceptibility --quick   # one clip, 2 s, no write
@@ -81,6 +81,11 @@ def frame_at(source: Path | object, index: int) -> np.ndarray:
     raise IndexError(f"frame {index} not found")
 
 
+def diff_x8(marked: np.ndarray, unmarked: np.ndarray) -> np.ndarray:
+    """The luma difference of two BGR frames x8 around mid-grey, uint8 (H, W)."""
+    return np.clip(128 + 8 * (media.luma(marked) - media.luma(unmarked)), 0, 255).astype(np.uint8)
+
+
 def save_stills(title_dirs: dict[str, Path], unmarked: Path, fps: float, out_dir: Path) -> list[Path]:
     """Crop the flat sky at 1:1 from the unmarked encode and variant A per strength; save PNGs
     (colour), and the luma difference x8 around mid-grey."""
@@ -93,13 +98,12 @@ def save_stills(title_dirs: dict[str, Path], unmarked: Path, fps: float, out_dir
     base = frame_at(unmarked, index)
     saved = [out_dir / "plane_clouds_sky_unmarked.png"]
     cv2.imwrite(str(saved[0]), base[y:y + h, x:x + w])
-    base_luma = media.luma(base)
     for strength, outdir in title_dirs.items():
         with variant_copy(load_title(outdir), "A") as copy, copy.open() as stream:
             marked = frame_at(stream, index)
         path = out_dir / f"plane_clouds_sky_{strength}.png"
         cv2.imwrite(str(path), marked[y:y + h, x:x + w])
-        diff = np.clip(128 + 8 * (media.luma(marked) - base_luma), 0, 255).astype(np.uint8)
+        diff = diff_x8(marked, base)
         diff_path = out_dir / f"plane_clouds_sky_{strength}_diff_x8.png"
         cv2.imwrite(str(diff_path), diff[y:y + h, x:x + w])
         saved += [path, diff_path]
@@ -174,7 +178,7 @@ def save_spots(title_dir: Path, unmarked: Path, most_visible: tuple[int, int, in
 
     frame, row, col = most_visible
     base, mark = frame_at(unmarked, frame), marked("A", frame)
-    diff = np.clip(128 + 8 * (media.luma(mark) - media.luma(base)), 0, 255).astype(np.uint8)
+    diff = diff_x8(mark, base)
     spot = out_dir / f"{stem}_{strength}_spot_frame{frame}.png"
     crops = [_crop(image, row, col) for image in (base, mark, cv2.cvtColor(diff, cv2.COLOR_GRAY2BGR))]
     cv2.imwrite(str(spot), _montage([crops]))

@@ -106,4 +106,3 @@ def position_delta(noise: np.ndarray, mask: np.ndarray, *, rms: float) -> np.nda
     delta = noise * mask
     delta *= np.float32(rms / max(float(np.sqrt(np.mean(np.square(delta, dtype=np.float64)))), 1e-9))
     return delta
-

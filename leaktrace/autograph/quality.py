@@ -84,26 +84,24 @@ class QualityResult:
 VISIBILITY_BLOCK = 32
 
 
-def block_rms(image: np.ndarray) -> np.ndarray:
-    """RMS of each whole VISIBILITY_BLOCK square of a float32 (H, W) image, float32 (H // 32, W // 32)."""
+def _block_means(image: np.ndarray) -> np.ndarray:
+    """Mean of each whole VISIBILITY_BLOCK square of a float32 (H, W) image, float32 (H // 32, W // 32)."""
     b = VISIBILITY_BLOCK
     h, w = (image.shape[0] // b) * b, (image.shape[1] // b) * b
     if h == 0 or w == 0:   # smaller than one block
         return np.zeros((h // b, w // b), np.float32)
-    return np.sqrt(cv2.resize(np.square(image[:h, :w]), (w // b, h // b), interpolation=cv2.INTER_AREA))
+    return cv2.resize(image[:h, :w], (w // b, h // b), interpolation=cv2.INTER_AREA)
+
+
+def block_rms(image: np.ndarray) -> np.ndarray:
+    """RMS of each whole VISIBILITY_BLOCK square of a float32 (H, W) image, float32 (H // 32, W // 32)."""
+    return np.sqrt(_block_means(np.square(image)))
 
 
 def block_activity(luma: np.ndarray) -> np.ndarray:
     """Standard deviation of each whole VISIBILITY_BLOCK square of a (H, W) picture, float32 (H // 32, W // 32)."""
-    b = VISIBILITY_BLOCK
-    h, w = (luma.shape[0] // b) * b, (luma.shape[1] // b) * b
-    if h == 0 or w == 0:
-        return np.zeros((h // b, w // b), np.float32)
-    picture = luma[:h, :w].astype(np.float32)
-    size = (w // b, h // b)
-    mean = cv2.resize(picture, size, interpolation=cv2.INTER_AREA)
-    mean_square = cv2.resize(np.square(picture), size, interpolation=cv2.INTER_AREA)
-    return np.sqrt(np.maximum(mean_square - np.square(mean), 0.0))
+    picture = luma.astype(np.float32)
+    return np.sqrt(np.maximum(_block_means(np.square(picture)) - np.square(_block_means(picture)), 0.0))
 
 
 def visibility(mark: np.ndarray, content: np.ndarray) -> np.ndarray:
@@ -132,8 +130,9 @@ def compare_luma(marked: Iterator[np.ndarray], unmarked: Iterator[np.ndarray], *
     shows, where = 0.0, (0, 0, 0)
     for index, (a, b) in enumerate(zip(marked, unmarked, strict=True)):
         diff = a.astype(np.int16) - b.astype(np.int16)
-        squared_errors.append(float(np.mean(diff.astype(np.float32) ** 2)))
-        scores = visibility(diff.astype(np.float32), b)
+        mark = diff.astype(np.float32)
+        squared_errors.append(float(np.mean(mark ** 2)))
+        scores = visibility(mark, b)
         if scores.size and scores.max() > shows:
             shows, where = float(scores.max()), (index, *map(int, np.unravel_index(int(scores.argmax()), scores.shape)))
         if index % ssim_every == 0:
