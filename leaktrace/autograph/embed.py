@@ -230,7 +230,11 @@ def _plane(frame: av.VideoFrame, index: int) -> np.ndarray:
 #   so the marked pictures (constant QP) fit the unmarked encode's (CRF) headers.
 # - Weighted P prediction is off: it scales the reference, so in a fade from black it scaled the
 #   mark of a marked IDR along with it (a fade-in measured 21-25 dB instead of 44).
-X264_PARAMS = "keyint=infinite:min-keyint=1000000:scenecut=40:open-gop=0:weightp=0:stitchable=1"
+# - Intra blocks of P and B pictures predict only from intra blocks (`constrained-intra`): from
+#   their marked neighbours, U's plane and DC predictions chained the mark across smooth areas and
+#   grew it into blocky patches (sintel, strong: a block at 4.3 levels RMS from a mark of at most
+#   1.3, seen at 1:1; most visible block 8.0 with the chains, 2.7 without).
+X264_PARAMS = "keyint=infinite:min-keyint=1000000:scenecut=40:open-gop=0:weightp=0:stitchable=1:constrained-intra=1"
 
 # Frame threads, a fixed number: libx264 then encodes while the caller prepares the next frame (the
 # A and B encoders run side by side, about twice as fast as with PyAV's default of two slice threads
@@ -432,7 +436,7 @@ class _PositionMarker:
     intra picture x264 placed at a scene cut (`X264_PARAMS`). Each picture shapes it with its own
     perceptual mask, taken from U's decoded pictures that carry its mark: itself and some of those
     up to the next intra picture (`pattern.perceptual_mask` keeps the places that stay busy in all
-    of them). A mask of the position's frames averaged put the mark where content would be later
+    of them, and limits the mark's local RMS by the content's activity there). A mask of the position's frames averaged put the mark where content would be later
     (on plane_clouds, the plane's path through a flat sky showed as speckles in the sky of the IDR,
     seen at 1:1); a mask of the marked picture alone left a ghost of the plane behind.
 
@@ -455,11 +459,13 @@ class _PositionMarker:
     How much of a delta a GOP keeps depends on its content (intra blocks drop it; on rare
     positions U's intra prediction makes it drift and grow), so a variant whose position would
     leave the title off target is marked again with the RMS that the measurements predict
-    (`StrengthControl.retry_rms`), up to MAX_MARKS times. U's prediction can also gather the mark
-    into whole frames far above the target (fast action: sintel, strong, a frame at 8.7x the
-    target MSE); a variant whose worst frame goes over PEAK_MSE_FACTOR x the target is marked lower
-    (`StrengthControl.rms_ceiling`). The mark kept is the closest to the target among those within
-    the peak, else the one least over it.
+    (`StrengthControl.retry_rms`), up to MAX_MARKS times. Where the mask's limit holds the delta
+    below the RMS asked, the measured MSE stays low and the retries raise the RMS to its bound,
+    which is as far as a position goes. U's prediction could also gather the mark into whole
+    frames far above the target (fast action: sintel, strong, a frame at 8.7x the target MSE,
+    before constrained intra prediction, `X264_PARAMS`); a variant whose worst frame goes over
+    PEAK_MSE_FACTOR x the target is marked lower (`StrengthControl.rms_ceiling`). The mark kept is
+    the closest to the target among those within the peak, else the one least over it.
     """
 
     def __init__(self, rendition: Rendition, positions: list[dict[str, Any]], marker: IntraMarker,
@@ -920,6 +926,7 @@ def prepare(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str], 
                     "rms": {v: [round(c.chosen[p["index"]], 4) for p in positions] for v, c in controls.items()},
                     "model_scale": {v: round(c.scale, 4) for v, c in controls.items()},
                     "mask_floor": MASK_FLOOR[strength],
+                    "mask_limit": {"flat": pattern.JND_FLAT, "slope": pattern.JND_SLOPE},
                     "carrier": "intra pictures of each position",
                     "intra_pictures": stats["intra_pictures"], "measured_psnr_db": stats["psnr_db"],
                     "target_reached": all(abs(psnr - STRENGTH_PSNR_DB[strength]) <= PSNR_TOLERANCE_DB

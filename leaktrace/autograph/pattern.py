@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -27,6 +28,12 @@ _DOMAIN = b"leaktrace/pattern/v1\x00"
 MASK_CEILING = 2.5
 # Activity window of the mask at 720p (the design's 9x9 local standard deviation).
 _ACTIVITY_WINDOW_720P = 9
+# The most the mark may be anywhere, as a local RMS in levels: JND_FLAT + JND_SLOPE x the content's
+# activity. The gain is relative to the picture, so a picture smooth almost everywhere would
+# otherwise put its whole RMS into its least smooth parts, which are smooth too (sintel at
+# `strong`: blotches of 10 levels on dark cloth of activity 0.6, seen at 1:1).
+JND_FLAT = 1.0
+JND_SLOPE = 0.5
 
 
 def pattern_sigma(height: int) -> float:
@@ -58,17 +65,27 @@ def keyed_noise(key: bytes, position: int, variant: str, height: int, width: int
     return full
 
 
-def perceptual_mask(lumas: Sequence[np.ndarray], *, floor: float) -> np.ndarray:
-    """Gain map from the local activity and luminance of the pictures a mark lives in, float32 (H, W), mean ~1.
+@dataclass(frozen=True)
+class Mask:
+    """Where a picture hides a mark: `gain`, relative, mean ~1; `limit`, the most local RMS, in levels.
+
+    Both float32 (H, W)."""
+
+    gain: np.ndarray
+    limit: np.ndarray
+
+
+def perceptual_mask(lumas: Sequence[np.ndarray], *, floor: float) -> Mask:
+    """The mask of the local activity and luminance of the pictures a mark lives in.
 
     `lumas` are uint8 (H, W) pictures: the one the mark is added to, then samples of those that
     carry it on. Activity is the local standard deviation (9x9 at 720p), its minimum over the
     pictures, smoothed: a place is busy only if it stays busy. The mark is carried by prediction,
     so what is laid on a moving edge is left behind where the edge uncovers flat background, in
     blocks (a ghost of the plane in plane_clouds' sky, patches in sintel's, seen at 1:1). The
-    activity is normalised to mean 1 and clipped to [floor, MASK_CEILING]. A luminance term
-    (from the mean picture) then lowers the gain in near-black and near-white areas, where the
-    pattern would clip or show as mottling.
+    gain is that activity normalised to mean 1 and clipped to [floor, MASK_CEILING]; the limit
+    is JND_FLAT + JND_SLOPE x the activity. A luminance term (from the mean picture) then lowers
+    both in near-black and near-white areas, where the pattern would clip or show as mottling.
     """
     height, width = lumas[0].shape
     # the mask is smoothed at twice the pattern's sigma, so half the pattern's working resolution
@@ -90,8 +107,30 @@ def perceptual_mask(lumas: Sequence[np.ndarray], *, floor: float) -> np.ndarray:
     activity = cv2.GaussianBlur(activity, (0, 0), sigmaX=2.0 * pattern_sigma(height) / factor)
     gain = activity / max(float(activity.mean()), 1e-3)
     np.clip(gain, floor, MASK_CEILING, out=gain)
-    gain *= luminance_adaptation(mean_luma)
-    return cv2.resize(gain, (width, height), interpolation=cv2.INTER_LINEAR)
+    luminance = luminance_adaptation(mean_luma)
+    limit = (JND_FLAT + JND_SLOPE * activity) * luminance
+
+    def full(small: np.ndarray) -> np.ndarray:
+        return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
+
+    return Mask(gain=full(gain * luminance), limit=full(limit) * border_taper(height, width))
+
+
+def border_taper(height: int, width: int) -> np.ndarray:
+    """Factor that takes the mark to 0 at the picture's edges, float32 (H, W): 0 on the outermost pixels,
+    rising linearly to 1 over 3 pattern sigmas (9 px at 720p).
+
+    Motion vectors may point outside the picture, and the decoder then repeats its outermost pixels:
+    where a pan brings new content in from an edge, U's P and B pictures drew the edge's mark out
+    into streaks (bbb, strong: down to -16 levels over a band of the frame, seen at 1:1).
+    """
+    ramp = 3.0 * pattern_sigma(height)
+
+    def edge(n: int) -> np.ndarray:
+        distance = np.minimum(np.arange(n), np.arange(n)[::-1]).astype(np.float32)
+        return np.minimum(distance / ramp, 1.0)
+
+    return np.minimum.outer(edge(height), edge(width))
 
 
 def luminance_adaptation(luma: np.ndarray) -> np.ndarray:
@@ -101,8 +140,9 @@ def luminance_adaptation(luma: np.ndarray) -> np.ndarray:
     return (dark * bright).astype(np.float32)
 
 
-def position_delta(noise: np.ndarray, mask: np.ndarray, *, rms: float) -> np.ndarray:
-    """The luma delta added to every frame of a position: noise x mask scaled to the given RMS."""
-    delta = noise * mask
-    delta *= np.float32(rms / max(float(np.sqrt(np.mean(np.square(delta, dtype=np.float64)))), 1e-9))
-    return delta
+def position_delta(noise: np.ndarray, mask: Mask, *, rms: float) -> np.ndarray:
+    """The luma delta added to a picture: noise x the mask's gain scaled to the given RMS, its local RMS
+    then held to the mask's limit (so the delta's RMS may be lower)."""
+    shaped_rms = float(np.sqrt(np.mean(np.square(noise * mask.gain, dtype=np.float64))))
+    amplitude = mask.gain * np.float32(rms / max(shaped_rms, 1e-9))
+    return noise * np.minimum(amplitude, mask.limit)

@@ -236,7 +236,7 @@ def test_cli_prepare_and_copy(clip_path, tmp_path):
 @pytest.mark.parametrize(("clip", "strength", "seconds"), [
     ("tears_of_steel_360p24_10s.mp4", "light", None),   # film grain: 40.6 dB with two separate encodes
     ("tears_of_steel_360p24_10s.mp4", "medium", None),
-    ("tears_of_steel_360p24_10s.mp4", "strong", None),
+    ("caminandes_360p24_10s.mp4", "strong", None),      # animation: smooth, and a fade to black
     ("box_handheld_480p30_15s.mp4", "medium", None),    # handheld: 42.5 dB with two separate encodes
     ("car_parkinglot_432p12_30s.mp4", "light", 6.0),
 ])

@@ -76,26 +76,39 @@ def test_the_mark_steps_at_switches_like_any_pattern_drawn_per_position(prepared
         assert result.frame_step <= 0.5 * independent
 
 
-@pytest.mark.parametrize(("clip", "height", "bound"), [
-    ("caminandes_360p24_10s.mp4", None, 1.2),    # a fade to black: a third of one position keeps no mark
-    ("sintel_1920x818p30_10s.mp4", 360, 1.25),   # a cut every second or so, and flashes
-])
-def test_the_mark_steps_at_switches_like_any_pattern_drawn_per_position_on_cuts_and_fades(clip, height, bound,
-                                                                                          clip_path, tmp_path):
+def test_the_mark_steps_at_switches_like_any_pattern_drawn_per_position_on_a_fade(clip_path, tmp_path):
     # Where U drops the mark within a position, the other pictures must carry more of it for the
     # title to reach its PSNR, so the mark steps more where positions switch. Marking the intra
     # pictures at cuts, capping the RMS and masking each mark by the pictures that carry it keep
-    # that step near an independent pattern's. Measured (strong, this key), in multiples of it:
-    # caminandes 1.11 / 1.12, sintel 1.16 / 1.09; with a mask of the position's frames 1.12 / 1.13
-    # and 1.28 / 1.16; with that mask, only the IDRs marked and the RMS up to 2.5x: 1.22 / 1.23 and
-    # 1.79 / 1.43.
-    source = clip_path(clip)
-    prepare(source, tmp_path / "title", strength="strong", height=height, key=bytes(32))
+    # that step near an independent pattern's. caminandes fades to black: a third of one position
+    # keeps no mark. Measured (strong, this key), in multiples of that step: 1.11 / 1.12; with a
+    # mask of the position's frames 1.12 / 1.13; with that mask, only the IDRs marked and the RMS up
+    # to 2.5x: 1.22 / 1.23.
+    source = clip_path("caminandes_360p24_10s.mp4")
+    prepare(source, tmp_path / "title", strength="strong", key=bytes(32))
     quality = measure_psnr(source, tmp_path / "title", unmarked_path=tmp_path / "unmarked.mp4")
     independent = independent_step("strong")
     for result in quality.values():
         assert abs(result.psnr_db - 40.0) <= 1.0
-        assert result.switch_step <= bound * independent
+        assert result.switch_step <= 1.2 * independent
+
+
+def test_a_title_too_smooth_for_its_strength_keeps_the_mark_out_of_sight(clip_path, tmp_path):
+    # sintel is smooth nearly everywhere (rendered, motion-blurred, dark), with a cut every second
+    # or so and flashes. At `strong` (40 dB) the mark showed at 1:1: the relative mask put blotches on
+    # smooth cloth, and U's intra blocks grew it into blocky patches. The mask's limit and
+    # constrained intra prediction keep it out of sight, and the title lands above its target
+    # instead. Measured (360p, this key), most visible block A / B: 8.2 / 7.7 at 40.0 / 40.2 dB
+    # before, 2.0 / 1.4 at 50.2 dB with both; mark step at switches 1.16 / 1.09 of an independent
+    # pattern's before, 0.36 after.
+    source = clip_path("sintel_1920x818p30_10s.mp4")
+    manifest = prepare(source, tmp_path / "title", strength="strong", height=360, key=bytes(32))
+    quality = measure_psnr(source, tmp_path / "title", unmarked_path=tmp_path / "unmarked.mp4")
+    assert manifest["pattern"]["target_reached"] is False
+    for result in quality.values():
+        assert result.psnr_db > 41.0            # held above the target, never below it
+        assert result.max_visibility < 4.0
+        assert result.switch_step <= 1.25 * independent_step("strong")
 
 
 def _tiles(image: np.ndarray, block: int = 16) -> np.ndarray:

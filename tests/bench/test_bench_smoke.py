@@ -193,11 +193,14 @@ def test_speed_quick_computes_every_ratio(tmp_path: Path, testdata: Path, engine
 
 def test_imperceptibility_quick_measures_each_strength_and_saves_stills(tmp_path: Path, testdata: Path) -> None:
     proc, result = run_quick("imperceptibility", tmp_path)
-    assert proc.returncode in (0, 1), proc.stderr[-3000:]  # 1 = a strength outside its 1 dB band
+    assert proc.returncode == 0, proc.stderr[-3000:]  # 1 = a strength put more mark than it asks for
     rows = {r["strength"]: r for r in result["results"]}
     assert set(rows) == {"light", "medium", "strong"}
-    # Stronger marks cost more PSNR; every level is in a plausible band.
-    assert rows["light"]["A"]["psnr_db"] > rows["medium"]["A"]["psnr_db"] > rows["strong"]["A"]["psnr_db"]
+    # Each level is within 1 dB of its target or held above it by the visibility limit; stronger
+    # marks cost more PSNR until that limit holds them; every level is in a plausible band.
+    assert all(r["status"] in ("ok", "held") for r in rows.values())
+    assert all((r["status"] == "ok") == r["within"] for r in rows.values())
+    assert rows["light"]["A"]["psnr_db"] > rows["medium"]["A"]["psnr_db"] >= rows["strong"]["A"]["psnr_db"] - 0.3
     assert all(35 < r["A"]["psnr_db"] < 55 and 0.9 < r["A"]["ssim"] <= 1.0 for r in rows.values())
     stills = [Path(p) for p in result["stills"]]
     assert len(stills) == 7 and all(p.stat().st_size > 1000 for p in stills)
