@@ -56,6 +56,12 @@ def prepare(
                f"{rendition['fps'][0]}/{rendition['fps'][1]} fps, {manifest['n_frames']} frames, "
                f"{len(manifest['positions'])} positions of {manifest['position_duration_s']:.3f} s, "
                f"strength {manifest['strength']}, {manifest['prepare_seconds']:.1f} s")
+    target, measured = manifest["target_psnr_db"], manifest["pattern"]["measured_psnr_db"]
+    typer.echo(f"luma PSNR against the unmarked encode: A {measured['A']:.1f} dB, B {measured['B']:.1f} dB "
+               f"(target {target:g} dB)")
+    if not manifest["pattern"]["target_reached"] and min(measured.values()) > target:
+        typer.echo("held above the target: the content is too smooth to hide more of the mark without it "
+                   "showing (the mask's limit, pattern.mask_limit in the manifest)")
 
 
 @app.command()
