@@ -436,9 +436,10 @@ class _PositionMarker:
     intra picture x264 placed at a scene cut (`X264_PARAMS`). Each picture shapes it with its own
     perceptual mask, taken from U's decoded pictures that carry its mark: itself and some of those
     up to the next intra picture (`pattern.perceptual_mask` keeps the places that stay busy in all
-    of them, and limits the mark's local RMS by the content's activity there). A mask of the position's frames averaged put the mark where content would be later
-    (on plane_clouds, the plane's path through a flat sky showed as speckles in the sky of the IDR,
-    seen at 1:1); a mask of the marked picture alone left a ghost of the plane behind.
+    of them, and limits the mark's local RMS by the content's activity there). A mask of the
+    position's frames averaged put the mark where content would be later (on plane_clouds, the
+    plane's path through a flat sky showed as speckles in the sky of the IDR, seen at 1:1); a mask
+    of the marked picture alone left a ghost of the plane behind.
 
     A variant's decoded difference to U is that delta carried through the GOP plus the intra
     re-encoding's own error. That error is partly the same for every re-encode of a picture, so
