@@ -534,7 +534,7 @@ class _PositionMarker:
         return decoder
 
     def _masks(self, lumas: dict[int, np.ndarray], intra: dict[int, tuple[bytes, np.ndarray, int]]
-               ) -> dict[int, np.ndarray]:
+               ) -> dict[int, pattern.Mask]:
         """The perceptual mask of each intra picture (by packet number), from U's decoded `lumas` (by pts)
         of the picture and of those after it up to the next intra picture (MASK_SAMPLES in all)."""
         starts = sorted(pts for _, _, pts in intra.values())
@@ -660,10 +660,11 @@ RMS_RANGE = (0.5, 1.75)
 REMARK_TOLERANCE_DB = 0.5
 MAX_MARKS = 3
 # No frame of a variant may differ from U by more than this many times the target MSE (6 dB below
-# the target PSNR; a fresh intra picture at the RMS cap is about 3.1x). U's intra-coded blocks in
-# P pictures predict from their marked neighbours, and its motion copies marked blocks into flat
-# areas: on fast action the mark can grow within the GOP (sintel, strong: a frame at 8.7x, in
-# blocky patches). Such a position is marked lower.
+# the target PSNR; a fresh intra picture at the RMS cap is about 3.1x). On fast action the mark
+# grew within the GOP (sintel, strong: a frame at 8.7x, in blocky patches) while U's intra blocks in
+# P pictures predicted from their marked neighbours (now off: `constrained-intra`, X264_PARAMS);
+# U's motion can still copy marked blocks into flat areas, so the rule stays as the guard: such a
+# position is marked lower.
 PEAK_MSE_FACTOR = 4.0
 
 

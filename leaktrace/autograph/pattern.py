@@ -14,6 +14,7 @@ All arrays are float32, shape (height, width), in 8-bit luma levels unless state
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -116,9 +117,11 @@ def perceptual_mask(lumas: Sequence[np.ndarray], *, floor: float) -> Mask:
     return Mask(gain=full(gain * luminance), limit=full(limit) * border_taper(height, width))
 
 
+@functools.lru_cache(maxsize=4)
 def border_taper(height: int, width: int) -> np.ndarray:
-    """Factor that takes the mark to 0 at the picture's edges, float32 (H, W): 0 on the outermost pixels,
-    rising linearly to 1 over 3 pattern sigmas (9 px at 720p).
+    """Factor that takes the mark to 0 at the picture's edges, float32 (H, W), read-only (one per
+    picture size, shared by every mask): 0 on the outermost pixels, rising linearly to 1 over 3
+    pattern sigmas (9 px at 720p).
 
     Motion vectors may point outside the picture, and the decoder then repeats its outermost pixels:
     where a pan brings new content in from an edge, U's P and B pictures drew the edge's mark out
@@ -130,7 +133,9 @@ def border_taper(height: int, width: int) -> np.ndarray:
         distance = np.minimum(np.arange(n), np.arange(n)[::-1]).astype(np.float32)
         return np.minimum(distance / ramp, 1.0)
 
-    return np.minimum.outer(edge(height), edge(width))
+    taper = np.minimum.outer(edge(height), edge(width))
+    taper.flags.writeable = False
+    return taper
 
 
 def luminance_adaptation(luma: np.ndarray) -> np.ndarray:
