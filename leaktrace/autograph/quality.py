@@ -67,6 +67,10 @@ class QualityResult:
     ssim: float                   # mean over the frames measured (every `ssim_every`-th frame)
     frames: int
     position_psnr_db: list[float] = field(default_factory=list)
+    # PSNR over the first picture of every position, the IDR that carries the mark itself; the rest
+    # of the GOP carries it by prediction and loses it where content moves in. Below `psnr_db`: the
+    # mark fades along the GOP; near it: each picture holds what the IDR holds.
+    idr_psnr_db: float = math.inf
     # How much the mark changes from one frame to the next (RMS of the change of the difference to
     # the unmarked encode, luma levels): across position switches, where a copy may switch
     # variant and a new pattern starts, and between frames within positions.
@@ -151,6 +155,7 @@ def compare_luma(marked: Iterator[np.ndarray], unmarked: Iterator[np.ndarray], *
         ssim=float(np.mean(ssims)),
         frames=len(mse),
         position_psnr_db=positions,
+        idr_psnr_db=psnr_from_mse(float(mse[::frames_per_position].mean())),
         switch_step=math.sqrt(np.mean(steps[True])) if steps[True] else None,
         frame_step=math.sqrt(np.mean(steps[False])) if steps[False] else None,
         max_visibility=shows,

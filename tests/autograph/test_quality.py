@@ -28,6 +28,7 @@ def test_steps_separate_position_switches_from_frames_within_positions():
     assert result.switch_step == pytest.approx(3.0)             # 2 -> 5 at frame 3
     assert result.frame_step == pytest.approx(math.sqrt((0 + 1 + 0 + 0) / 4))
     assert result.psnr_db == pytest.approx(10 * math.log10(255**2 / np.mean(np.square(marks))))
+    assert result.idr_psnr_db == pytest.approx(10 * math.log10(255**2 / ((1 + 25) / 2)))   # frames 0 and 3
     single = compare_luma(iter(marked[:3]), iter(unmarked[:3]), frames_per_position=3)
     assert single.switch_step is None and single.frame_step == pytest.approx(math.sqrt(0.5))
     # at 40 dB a pattern's RMS is 2.55 levels; two independent ones differ by sqrt(2) x that
