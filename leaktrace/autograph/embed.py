@@ -960,8 +960,6 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
     """
     n_frames = positions[-1]["first_frame"] + positions[-1]["frame_count"]
     video_stream = container.streams.video[0]
-    video_stream.thread_type = "AUTO"
-    audio_stream = container.streams.audio[0] if audio else None
     video_start = float(video_stream.start_time * video_stream.time_base) if video_stream.start_time is not None else 0.0
     end_time = n_frames / rendition.fps
     audio_delay = float(reorder_delay_frames(rendition, crf=crf, preset=preset) / rendition.fps) if audio else 0.0
@@ -1014,10 +1012,8 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
                 submit_gop()
             gop.append(packet)
 
-    convert = _FrameConverter(rendition)
     height = rendition.height
     pending: list[np.ndarray] = []
-    decoded = 0
     frame_index = 0
 
     def flush_position(frames: list[np.ndarray]) -> None:
@@ -1031,10 +1027,7 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
         if progress is not None:
             progress(frame_index, n_frames)
 
-    last_yuv: list[np.ndarray] = []  # the latest source frame, repeated if the decoder falls short
-
     def add_frame(yuv: np.ndarray) -> None:
-        last_yuv[:] = [yuv]
         if reference is not None:
             reference.add_frame(len(pending) + frame_index, yuv[:height])
         pending.append(yuv)
@@ -1042,30 +1035,15 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
             flush_position(pending)
             pending.clear()
 
+    def feed_audio(frame: av.AudioFrame) -> None:
+        _feed_audio(outputs, frame, video_start, end_time, audio_delay)
+
+    frames = _PlannedFrames(container, n_frames, _FrameConverter(rendition),
+                            on_audio=feed_audio if audio else None,
+                            audio_until=video_start + end_time + 1.0)
     try:
-        streams = [video_stream] + ([audio_stream] if audio_stream is not None else [])
-        for packet in container.demux(*streams):
-            if packet.stream.type == "video":
-                if frame_index + len(pending) >= n_frames:
-                    if audio_stream is None:
-                        break
-                    continue
-                for frame in _decode(packet):
-                    decoded += 1
-                    if frame_index + len(pending) < n_frames:
-                        add_frame(convert(frame))
-            else:
-                video_done = frame_index + len(pending) >= n_frames
-                if video_done and packet.pts is not None and packet.time_base is not None \
-                        and float(packet.pts * packet.time_base) - video_start > end_time + 1.0:
-                    break
-                for frame in _decode(packet):
-                    _feed_audio(outputs, frame, video_start, end_time, audio_delay)
-        padded = n_frames - (frame_index + len(pending))
-        if padded == n_frames:
-            raise PrepareError("the decoder returned no video frames")
-        for _ in range(padded):
-            add_frame(last_yuv[0].copy())
+        for yuv in frames:
+            add_frame(yuv)
         if pending:
             flush_position(pending)
             pending.clear()
@@ -1082,8 +1060,8 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
         marking.shutdown(cancel_futures=True)
     return {
         "planned_frames": n_frames,
-        "decoded_frames": decoded,
-        "padded_frames": max(0, padded),
+        "decoded_frames": frames.decoded,
+        "padded_frames": frames.padded,
         "reference": reference is not None,
         "psnr_db": marker.psnr_db() if marker is not None else None,
         "intra_pictures": marker.intra_pictures if marker is not None else 0,
@@ -1114,22 +1092,54 @@ def manifest_rendition(manifest: package.Manifest) -> Rendition:
 
 
 def source_frames(input_path: str | os.PathLike[str], manifest: package.Manifest) -> Iterator[np.ndarray]:
-    """The input's frames as prepare() encoded them: yuv420p arrays (height*3/2, width), n_frames of them.
-
-    As in prepare(), frames beyond the plan are not used and a short decode repeats its last frame.
-    """
-    convert = _FrameConverter(manifest_rendition(manifest))
-    planned, done, last = manifest["n_frames"], 0, None
+    """The input's frames as prepare() encoded them: yuv420p arrays (height*3/2, width), n_frames of them."""
     with _open_input(Path(input_path)) as container:
-        for packet in container.demux(video=0):
-            for frame in _decode(packet):
-                if done == planned:
-                    return
-                last = convert(frame)
-                done += 1
-                yield last
-    for _ in range(planned - done if last is not None else 0):
-        yield last
+        yield from _PlannedFrames(container, manifest["n_frames"], _FrameConverter(manifest_rendition(manifest)))
+
+
+class _PlannedFrames:
+    """The input's video as prepare() encodes it: exactly `planned` converted frames, in decode order.
+
+    Frames beyond the plan are not used; if the decoder yields fewer (undecodable packets), the last
+    frame is repeated to fill the plan (`padded`). With `on_audio`, the audio frames met on the way go
+    to it, up to `audio_until` (seconds, the input's clock) once the video is complete.
+    """
+
+    def __init__(self, container: av.container.InputContainer, planned: int, convert: _FrameConverter, *,
+                 on_audio: Callable[[av.AudioFrame], None] | None = None, audio_until: float = math.inf):
+        self.container, self.planned, self.convert = container, planned, convert
+        self.on_audio, self.audio_until = on_audio, audio_until
+        self.decoded = 0   # frames the decoder returned, planned or not
+        self.padded = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        video = self.container.streams.video[0]
+        video.thread_type = "AUTO"
+        streams = [video] + ([self.container.streams.audio[0]] if self.on_audio is not None else [])
+        done, last = 0, None
+        for packet in self.container.demux(*streams):
+            if packet.stream.type == "video":
+                if done == self.planned:
+                    if self.on_audio is None:
+                        break
+                    continue
+                for frame in _decode(packet):
+                    self.decoded += 1
+                    if done < self.planned:
+                        last = self.convert(frame)
+                        done += 1
+                        yield last
+            else:
+                if done == self.planned and packet.pts is not None and packet.time_base is not None \
+                        and float(packet.pts * packet.time_base) > self.audio_until:
+                    break
+                for frame in _decode(packet):
+                    self.on_audio(frame)
+        if last is None:
+            raise PrepareError("the decoder returned no video frames")
+        self.padded = self.planned - done
+        for _ in range(self.padded):
+            yield last.copy()
 
 
 def _decode(packet: av.Packet) -> list[Any]:
