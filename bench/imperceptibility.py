@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -300,10 +301,8 @@ def main(argv: list[str] | None = None) -> int:
     results = [r for part in per_clip for r in part["results"]]
     misses = [m for part in per_clip for m in part["misses"]]
     held = [m for part in per_clip for m in part["held"]]
+    statuses = Counter(r["status"] for r in results)
     stills: list[Path] = [p for part in per_clip for p in part["stills"]]
-
-    def held_count(reason: str) -> int:
-        return sum(r["status"] == f"held: {reason}" for r in results)
     spots: list[Path] = [p for part in per_clip for p in part["spots"]]
 
     table = report.markdown_table(
@@ -331,8 +330,8 @@ def main(argv: list[str] | None = None) -> int:
             f"flat sky: its RMS in levels). "
             + f"PSNR: {len(rows) - len(misses) - len(held)} of {len(rows)} clip/strength pairs within "
             f"{TOLERANCE_DB:g} dB of the target; {len(held)} held above it, with less mark than the "
-            f"strength asks ({held_count('limit')} `held: limit`: the IDRs too, where the content cannot hide "
-            f"more, `pattern.JND_FLAT` + `pattern.JND_SLOPE` x its activity; {held_count('fades')} "
+            f"strength asks ({statuses['held: limit']} `held: limit`: the IDRs too, where the content cannot hide "
+            f"more, `pattern.JND_FLAT` + `pattern.JND_SLOPE` x its activity; {statuses['held: fades']} "
             f"`held: fades`: the IDRs carry the target, the mark fades along the GOP, and more on the IDRs "
             f"would step up at every switch, `embed.RMS_RANGE` and `embed.PEAK_MSE_FACTOR`); "
             f"{len(misses)} below it (`MISSED`: more mark than asked).\n\n"

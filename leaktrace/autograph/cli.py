@@ -60,8 +60,9 @@ def prepare(
     typer.echo(f"luma PSNR against the unmarked encode: A {measured['A']:.1f} dB, B {measured['B']:.1f} dB "
                f"(target {target:g} dB)")
     if not manifest["pattern"]["target_reached"] and min(measured.values()) > target:
-        typer.echo("held above the target: the content is too smooth to hide more of the mark without it "
-                   "showing (the mask's limit, pattern.mask_limit in the manifest)")
+        typer.echo("held above the target: the mark was kept weaker where more would show (the mask's limit, "
+                   "pattern.mask_limit in the manifest) or step up where positions switch (fast action fades "
+                   "it along each position)")
 
 
 @app.command()

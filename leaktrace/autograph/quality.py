@@ -66,11 +66,11 @@ class QualityResult:
     min_frame_psnr_db: float
     ssim: float                   # mean over the frames measured (every `ssim_every`-th frame)
     frames: int
-    position_psnr_db: list[float] = field(default_factory=list)
     # PSNR over the first picture of every position, the IDR that carries the mark itself; the rest
     # of the GOP carries it by prediction and loses it where content moves in. Below `psnr_db`: the
     # mark fades along the GOP; near it: each picture holds what the IDR holds.
-    idr_psnr_db: float = math.inf
+    idr_psnr_db: float
+    position_psnr_db: list[float] = field(default_factory=list)
     # How much the mark changes from one frame to the next (RMS of the change of the difference to
     # the unmarked encode, luma levels): across position switches, where a copy may switch
     # variant and a new pattern starts, and between frames within positions.
