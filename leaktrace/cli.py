@@ -79,12 +79,18 @@ def serve(
 @app.command()
 def worker(threads: int = typer.Option(None, help="Consumer threads (default LEAKTRACE_WORKER_THREADS).")) -> None:
     """Consume the queue (jobs and backtraces) until interrupted."""
-    from leaktrace.tasks.queue import make_queue, process_consumer
+    from leaktrace.tasks.queue import Supervisor, make_queue, process_consumer
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = _settings()
     _database(settings)
-    process_consumer(make_queue(settings), workers=threads or settings.worker_threads).run()
+    queue = make_queue(settings)
+    supervisor = Supervisor(queue)
+    supervisor.start()
+    try:
+        process_consumer(queue, workers=threads or settings.worker_threads).run()
+    finally:
+        supervisor.stop()
 
 
 @admin_app.command("create-app")

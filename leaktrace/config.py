@@ -36,6 +36,11 @@ class Settings(BaseSettings):
     token_max_lifetime: int = Field(default=30 * 24 * 3600, gt=0, description="longest lifetime a client may ask for")
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="largest accepted request body")
     worker_threads: int = Field(default=2, ge=1, description="consumer threads inside `serve`, or per `worker`")
+    job_lease_s: float = Field(
+        default=60.0, gt=0, description="a running job's lease, seconds: a worker silent this long is taken as dead"
+    )
+    job_max_attempts: int = Field(default=3, ge=1, description="runs of a job whose workers died, before it fails")
+    prepare_workers: int | None = Field(default=None, ge=1, description="processes per AutoGraph prepare; default: cores")
 
     @property
     def resolved_database_url(self) -> str:

@@ -21,7 +21,7 @@ from leaktrace.api.routes import applications, backtraces, codecs, files, jobs, 
 from leaktrace.config import Settings, get_settings
 from leaktrace.store.db import Database, open_database
 from leaktrace.store.errors import InvalidInput, NotFound
-from leaktrace.tasks.queue import TaskQueue, embedded_consumer, make_queue
+from leaktrace.tasks.queue import Supervisor, TaskQueue, embedded_consumer, make_queue
 
 log = logging.getLogger(__name__)
 
@@ -48,12 +48,15 @@ def create_app(
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         keep_garbage_collection_off_requests()
         consumer = embedded_consumer(queue, workers=settings.worker_threads) if run_worker else None
-        if consumer is not None:
+        supervisor = Supervisor(queue) if run_worker else None
+        if consumer is not None and supervisor is not None:
             consumer.start()
+            supervisor.start()
         try:
             yield
         finally:
-            if consumer is not None:
+            if consumer is not None and supervisor is not None:
+                supervisor.stop()
                 consumer.stop(graceful=True)
 
     app = FastAPI(

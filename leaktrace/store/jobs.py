@@ -1,4 +1,4 @@
-"""Jobs: submit, read, list with filters, delete, and the processing entry point.
+"""Jobs: submit, read, list with filters, delete (running them is `store.job_runs`).
 
 A job's outputs live in one JSON column (each entry holds the preset id, the produced file ids and
 the per-output settings) because they are only ever read and written whole; everything a list
@@ -7,7 +7,6 @@ filter or sort needs is a real column.
 
 from __future__ import annotations
 
-import logging
 import posixpath
 from dataclasses import dataclass
 from typing import Any
@@ -21,9 +20,7 @@ from leaktrace.store.errors import InvalidInput, NotFound
 from leaktrace.store.listing import Page, Sort, fetch_page
 from leaktrace.store.models import File, Job, Pipeline, Preset
 from leaktrace.store.ownership import owned
-from leaktrace.store.pipelines import resolve_input
-
-log = logging.getLogger(__name__)
+from leaktrace.store.pipelines import relative_input_path, resolve_input
 
 STATUSES = ("QUEUED", "PROCESSING", "SUCCESS", "FAILURE")
 RECENTLY_FINISHED_MS = 15 * 60 * 1000  # `inprogress` also lists jobs finished this recently
@@ -148,6 +145,10 @@ def create(
             created_at=now,
             updated_at=now,
         )
+        for index, output in enumerate(job.outputs):
+            # Outputs are stored in the pipeline's folder, at output_prefix + output_name.
+            name = job.output_prefix + output["output_name"].replace("{resolution}", "720p")
+            relative_input_path(name, what=f"outputs[{index}]: output_prefix + output_name")
         session.add(job)
         session.flush()
         location = resolve_input(pipeline, input_name)  # refuses names leaving the pipeline's folder
@@ -222,28 +223,21 @@ def list_jobs(
         )
 
 
-def delete_job(db: Database, *, user_id: str, job_id: str) -> None:
+def delete_job(db: Database, *, user_id: str, job_id: str) -> list[str]:
     """Cancel a queued or running job, or delete a finished one; either way it is removed.
 
-    The job's file records go with it; a worker that later picks up the id finds nothing to do.
+    The job's file records go with it. Returns the storage keys of the files the job produced
+    (a key ending in "/" is a prefix: a prepared AutoGraph title), for the caller to remove from
+    storage; the input is not the job's to remove. A worker running the job loses its lease with
+    the row, stops, and removes what it had stored.
     """
     with db.write() as session:
         job = owned(session, Job, job_id, user_id=user_id)
         if job is None:
             raise NotFound("Job does not exist")
+        produced = session.scalars(
+            select(File.storage_key).where(File.job_id == job.id, File.id != job.input_file_id, File.storage == "intern")
+        ).all()
         session.execute(delete(File).where(File.job_id == job.id))
         session.delete(job)
-
-
-def process(db: Database, *, job_id: str) -> None:
-    """Run a queued job.
-
-    Transcoding and AutoGraph preparation are not implemented yet, so the job stays QUEUED;
-    this only confirms the job still exists.
-    """
-    with db.read() as session:
-        job = session.get(Job, job_id)
-    if job is None:
-        log.info("job %s was deleted before it ran", job_id)
-        return
-    log.info("job %s stays %s: no job processor is installed yet", job_id, job.status)
+    return [key for key in produced if key]

@@ -183,6 +183,11 @@ class Job(Stamped, Base):
     error_msg: Mapped[str | None] = mapped_column(Text)
     error_code: Mapped[str | None] = mapped_column(String(20))
     finished_at: Mapped[int | None] = mapped_column(BigInteger)
+    # The worker running the job holds a lease it renews while alive; an expired lease means the
+    # worker died, and the job is run again (up to a bounded number of attempts) or failed.
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class Backtrace(Stamped, Base):

@@ -1,8 +1,15 @@
-"""Queue setup: SqliteHuey under the data dir by default, RedisHuey for `redis://` URLs."""
+"""Queue setup: SqliteHuey under the data dir by default, RedisHuey for `redis://` URLs.
+
+Each task is a thin wrapper that calls a flow; the queue only carries ids, the state lives in the
+service's own tables. `Supervisor` runs beside the consumers and gives jobs whose worker died back
+to the queue (`flows.imports.recover`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -11,17 +18,23 @@ from huey.api import TaskWrapper
 from huey.consumer import Consumer
 
 from leaktrace.config import Settings
-from leaktrace.store import backtraces, jobs
+from leaktrace.flows import imports
+from leaktrace.media.fetch import FetchPolicy
+from leaktrace.storage import open_storage
+from leaktrace.store import backtraces, job_runs
 from leaktrace.store.db import open_database
 
+log = logging.getLogger(__name__)
 
-@dataclass(frozen=True)
+
+@dataclass
 class TaskQueue:
     """A Huey instance with the service's tasks registered on it."""
 
     huey: Huey
-    run_job: TaskWrapper
-    run_backtrace: TaskWrapper
+    settings: Settings
+    run_job: TaskWrapper = field(init=False)
+    run_backtrace: TaskWrapper = field(init=False)
 
     @property
     def is_embedded(self) -> bool:
@@ -35,6 +48,23 @@ class TaskQueue:
     def submit_backtrace(self, backtrace_id: str) -> None:
         """Queue backtrace `backtrace_id` for processing."""
         self.run_backtrace(backtrace_id)
+
+    def notify(self, job_id: str, event: str) -> None:
+        """Ping the job's pipeline about `event` (started, finished, warning, error)."""
+        log.debug("job %s: %s", job_id, event)
+
+    def import_env(self) -> imports.ImportEnv:
+        """What the import flow needs, from this queue's settings."""
+        settings = self.settings
+        return imports.ImportEnv(
+            storage=open_storage(settings.resolved_storage_url),
+            data_dir=settings.data_dir,
+            fetch_policy=FetchPolicy.from_settings(settings),
+            lease_s=settings.job_lease_s,
+            max_attempts=settings.job_max_attempts,
+            notify=self.notify,
+            prepare_workers=settings.prepare_workers,
+        )
 
 
 def make_queue(settings: Settings, *, immediate: bool = False) -> TaskQueue:
@@ -50,16 +80,57 @@ def make_queue(settings: Settings, *, immediate: bool = False) -> TaskQueue:
     else:
         raise ValueError(f"LEAKTRACE_QUEUE_URL must be sqlite:///PATH or redis://…, not {url!r}")
     database_url = settings.resolved_database_url
+    queue = TaskQueue(huey=huey, settings=settings)
 
     @huey.task(name="run_job")
     def run_job(job_id: str) -> None:
-        jobs.process(open_database(database_url), job_id=job_id)
+        imports.run(open_database(database_url), queue.import_env(), job_id)
 
     @huey.task(name="run_backtrace")
     def run_backtrace(backtrace_id: str) -> None:
         backtraces.process(open_database(database_url), backtrace_id=backtrace_id)
 
-    return TaskQueue(huey=huey, run_job=run_job, run_backtrace=run_backtrace)
+    queue.run_job = run_job
+    queue.run_backtrace = run_backtrace
+    return queue
+
+
+class Supervisor:
+    """A thread that runs `flows.imports.recover` every half lease, and once at start.
+
+    At start it also queues again every job still QUEUED: a queue message lost with a crashed
+    queue (or a worker killed between taking the message and claiming the job) is not a lost job.
+    Duplicate messages are harmless: a job is claimed once.
+    """
+
+    def __init__(self, queue: TaskQueue) -> None:
+        self._queue = queue
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="job-supervisor", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _loop(self) -> None:
+        settings = self._queue.settings
+        db = open_database(settings.resolved_database_url)
+        env = self._queue.import_env()
+        try:
+            for job_id in job_runs.queued(db):
+                self._queue.submit_job(job_id)
+        except Exception:
+            log.exception("resubmitting queued jobs failed")
+        while True:
+            try:
+                imports.recover(db, env, self._queue.submit_job)
+            except Exception:
+                log.exception("job recovery failed; trying again later")
+            if self._stop.wait(settings.job_lease_s / 2):
+                return
 
 
 class _ThreadConsumer(Consumer):

@@ -211,5 +211,6 @@ def get_job(request: Request, job_id: str, principal: Principal = Depends(read))
 def delete_job(request: Request, job_id: str, principal: Principal = Depends(write)) -> Response:
     """Cancel a queued or running job, or delete a finished one with its file records."""
     view = ViewOptions.from_request(request)
-    service.delete_job(request.app.state.db, user_id=principal.user_id, job_id=job_id)
+    produced = service.delete_job(request.app.state.db, user_id=principal.user_id, job_id=job_id)
+    remove_blobs(request.app.state.storage, produced)
     return responses.respond(view, responses.SUCCESS_RESULT)
