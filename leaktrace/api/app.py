@@ -19,6 +19,7 @@ from leaktrace.api.query import parse_bool, wants_xml
 from leaktrace.api.render import JSON_TYPE, XML_TYPE, serialize
 from leaktrace.api.routes import applications, backtraces, codecs, files, jobs, oauth2, pipelines, presets, users
 from leaktrace.config import Settings, get_settings
+from leaktrace.storage import open_storage
 from leaktrace.store.db import Database, open_database
 from leaktrace.store.errors import InvalidInput, NotFound
 from leaktrace.tasks.queue import TaskQueue, embedded_consumer, make_queue
@@ -68,6 +69,7 @@ def create_app(
     app.state.settings = settings
     app.state.db = db
     app.state.queue = queue
+    app.state.storage = open_storage(settings.resolved_storage_url)
     for router in ROUTERS:
         app.include_router(router)
     _install_error_handlers(app)
