@@ -11,6 +11,8 @@ from huey.api import TaskWrapper
 from huey.consumer import Consumer
 
 from leaktrace.config import Settings
+from leaktrace.flows import uploads
+from leaktrace.storage import open_storage
 from leaktrace.store import backtraces, jobs
 from leaktrace.store.db import open_database
 
@@ -22,6 +24,7 @@ class TaskQueue:
     huey: Huey
     run_job: TaskWrapper
     run_backtrace: TaskWrapper
+    complete_upload: TaskWrapper
 
     @property
     def is_embedded(self) -> bool:
@@ -35,6 +38,10 @@ class TaskQueue:
     def submit_backtrace(self, backtrace_id: str) -> None:
         """Queue backtrace `backtrace_id` for processing."""
         self.run_backtrace(backtrace_id)
+
+    def submit_upload_completion(self, upload_id: str) -> None:
+        """Queue the assembly of upload `upload_id`'s chunks."""
+        self.complete_upload(upload_id)
 
 
 def make_queue(settings: Settings, *, immediate: bool = False) -> TaskQueue:
@@ -59,7 +66,15 @@ def make_queue(settings: Settings, *, immediate: bool = False) -> TaskQueue:
     def run_backtrace(backtrace_id: str) -> None:
         backtraces.process(open_database(database_url), backtrace_id=backtrace_id)
 
-    return TaskQueue(huey=huey, run_job=run_job, run_backtrace=run_backtrace)
+    storage_url = settings.resolved_storage_url
+
+    @huey.task(name="complete_upload")
+    def complete_upload(upload_id: str) -> None:
+        db, storage = open_database(database_url), open_storage(storage_url)
+        uploads.complete(db, storage, upload_id=upload_id)
+        uploads.sweep_abandoned(db, storage)
+
+    return TaskQueue(huey=huey, run_job=run_job, run_backtrace=run_backtrace, complete_upload=complete_upload)
 
 
 class _ThreadConsumer(Consumer):
