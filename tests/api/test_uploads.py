@@ -10,7 +10,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -224,6 +224,15 @@ def test_a_body_that_ends_early_leaves_no_part(client: TestClient, storage: Stor
     assert len(parts(storage, upload["id"])) == 1
 
 
+def _within(seconds: float, condition: Callable[[], bool]) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 @pytest.fixture
 def live_server(settings: Settings, client: TestClient) -> Iterator[int]:
     """The same service on a real loopback socket (uvicorn in a thread), for a client that drops."""
@@ -252,15 +261,15 @@ def test_a_client_that_drops_mid_chunk_leaves_no_part(
     path = urlsplit(upload["form_post_url"]).path
     head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; boundary=leaktrace-test\r\n"
             f"Content-Length: {len(whole)}\r\n\r\n").encode()  # fmt: skip
+    incoming = storage.root / ".incoming"  # type: ignore[attr-defined]
+
+    def writing() -> bool:
+        return any(path.stat().st_size > 0 for path in incoming.iterdir())
+
     with socket.create_connection(("127.0.0.1", live_server), timeout=10) as connection:
         connection.sendall(head + whole[: len(whole) // 2])
-        time.sleep(0.3)  # the server is now streaming the file part into storage
-        incoming = list((storage.root / ".incoming").iterdir())  # type: ignore[attr-defined]
-        assert len(incoming) == 1 and incoming[0].stat().st_size > 0
-    deadline = time.monotonic() + 10
-    while list((storage.root / ".incoming").iterdir()) and time.monotonic() < deadline:  # type: ignore[attr-defined]
-        time.sleep(0.05)
-    assert list((storage.root / ".incoming").iterdir()) == []  # type: ignore[attr-defined]
+        assert _within(10, writing)  # the server is streaming the file part into storage
+    assert _within(10, lambda: not list(incoming.iterdir()))  # dropped: the temporary part is gone
     assert parts(storage, upload["id"]) == []
     assert client.get(f"/v1/files/uploads/{upload['id']}", headers=account.headers).json()["upload"]["status"] == "UPLOADING"
 

@@ -127,12 +127,16 @@ def test_put_file_tree_and_download(storage: LocalStorage, tmp_path: Path) -> No
 )  # fmt: skip
 def test_bad_keys_are_refused(storage: LocalStorage, key: str) -> None:
     assert issubclass(InvalidKey, ValueError)
-    with pytest.raises(InvalidKey):
-        storage.exists(key)
+    _refused_everywhere(storage, key)
+
+
+def _refused_everywhere(storage: LocalStorage, key: str) -> None:
+    """Reading, writing and deleting `key` all raise InvalidKey and leave nothing behind."""
+    for call in (storage.exists, storage.read_range, storage.stat, storage.delete, storage.local_path):
+        with pytest.raises(InvalidKey):
+            call(key)
     with pytest.raises(InvalidKey), storage.writer(key) as handle:
-        handle.write(b"x")
-    with pytest.raises(InvalidKey):
-        storage.delete(key)
+        handle.write(b"overwritten")
     assert _incoming(storage) == []
 
 
@@ -143,12 +147,7 @@ def test_symbolic_links_cannot_escape(storage: LocalStorage, tmp_path: Path) -> 
     (storage.root / "escape").symlink_to(outside)
     (storage.root / "file-link").symlink_to(outside / "secret")
     for key in ("escape/secret", "file-link", "escape/new"):
-        with pytest.raises(InvalidKey):
-            storage.read_range(key)
-        with pytest.raises(InvalidKey), storage.writer(key) as handle:
-            handle.write(b"overwritten")
-        with pytest.raises(InvalidKey):
-            storage.delete(key)
+        _refused_everywhere(storage, key)
     with pytest.raises(InvalidKey):
         storage.delete_prefix("escape")
     assert (outside / "secret").read_bytes() == b"secret"
