@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
+import hmac
 import os
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024**3  # 20 GiB: a long mezzanine master, far beyond any delivery rendition
 
 
 class Settings(BaseSettings):
@@ -41,6 +43,7 @@ class Settings(BaseSettings):
     )
     job_max_attempts: int = Field(default=3, ge=1, description="runs of a job whose workers died, before it fails")
     prepare_workers: int | None = Field(default=None, ge=1, description="processes per AutoGraph prepare; default: cores")
+    max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, gt=0, description="largest file one upload may bring in")
 
     @property
     def resolved_database_url(self) -> str:
@@ -77,6 +80,15 @@ class Settings(BaseSettings):
         """The cipher for application secrets, built from the server key."""
         return _fernet_for(self.secret_key, self.data_dir.resolve())
 
+    def signing_key(self, purpose: str) -> bytes:
+        """A 32-byte HMAC key for one purpose (`"upload-form"`, …), derived from the server key.
+
+        HMAC-SHA256 of the purpose's label under the server key: each feature signs with its own
+        key, so a signature made for one purpose never verifies for another, and none is the
+        key that encrypts secrets at rest.
+        """
+        return _signing_key_for(self.secret_key, self.data_dir.resolve(), purpose)
+
 
 @functools.lru_cache(maxsize=8)
 def _fernet_for(secret_key: str | None, data_dir: Path) -> Fernet:
@@ -85,6 +97,12 @@ def _fernet_for(secret_key: str | None, data_dir: Path) -> Fernet:
         digest = hashlib.sha256(secret_key.encode()).digest()
         return Fernet(base64.urlsafe_b64encode(digest))
     return Fernet(_load_or_create_key_file(data_dir / "secret.key"))
+
+
+@functools.lru_cache(maxsize=32)
+def _signing_key_for(secret_key: str | None, data_dir: Path, purpose: str) -> bytes:
+    server_key = secret_key.encode() if secret_key else _load_or_create_key_file(data_dir / "secret.key")
+    return hmac.new(server_key, f"leaktrace signing key: {purpose}".encode(), hashlib.sha256).digest()
 
 
 def _load_or_create_key_file(path: Path) -> bytes:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import re
 import logging
 from collections.abc import AsyncIterator
 
@@ -17,8 +18,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from leaktrace.api import errors
 from leaktrace.api.query import parse_bool, wants_xml
 from leaktrace.api.render import JSON_TYPE, XML_TYPE, serialize
-from leaktrace.api.routes import applications, backtraces, codecs, files, jobs, oauth2, pipelines, presets, users
+from leaktrace.api.routes import applications, backtraces, codecs, files, jobs, oauth2, pipelines, presets, uploads, users
 from leaktrace.config import Settings, get_settings
+from leaktrace.storage import open_storage
 from leaktrace.store.db import Database, open_database
 from leaktrace.store.errors import InvalidInput, NotFound
 from leaktrace.tasks.queue import Supervisor, TaskQueue, embedded_consumer, make_queue
@@ -27,7 +29,7 @@ log = logging.getLogger(__name__)
 
 ROUTERS = (
     oauth2.router, jobs.router, backtraces.router, users.router, applications.router,
-    pipelines.router, codecs.router, presets.router, files.router,
+    pipelines.router, codecs.router, presets.router, uploads.router, files.router,
 )  # fmt: skip
 
 
@@ -71,10 +73,11 @@ def create_app(
     app.state.settings = settings
     app.state.db = db
     app.state.queue = queue
+    app.state.storage = open_storage(settings.resolved_storage_url)
     for router in ROUTERS:
         app.include_router(router)
     _install_error_handlers(app)
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, uncapped_paths=uploads.FORM_PATH)
     return app
 
 
@@ -180,12 +183,14 @@ class RequestGuard:
     MediaHub writes collections with a slash (`/v1/jobs/`) and items without; routes are declared
     without, and the slash is dropped here so both spellings reach the same route without a
     redirect (a redirect would lose POST bodies). Bodies over the limit are refused before they
-    are read whole, whether or not they declare a Content-Length.
+    are read whole, whether or not they declare a Content-Length. Paths matching `uncapped_paths`
+    (the upload form, which streams under its own limit) are not capped here.
     """
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int, uncapped_paths: re.Pattern[str] | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.uncapped_paths = uncapped_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -194,6 +199,9 @@ class RequestGuard:
         path = scope["path"]
         if len(path) > 1 and path.endswith("/"):
             scope = {**scope, "path": path.rstrip("/") or "/"}
+        if self.uncapped_paths is not None and self.uncapped_paths.match(scope["path"]):
+            await self.app(scope, receive, send)
+            return
         declared = dict(scope.get("headers") or ()).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
             await _send_too_large(scope, receive, send)

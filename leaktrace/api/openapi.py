@@ -74,14 +74,15 @@ def result_envelope() -> dict[str, Any]:
     return {"description": "Deleted", "content": _content(schema, {"result": {"status": "SUCCESS"}})}
 
 
+def error(description: str, code: str, message: str) -> dict[str, Any]:
+    """One error response with an example body."""
+    example = {"error": {"error_code": code, "error_message": message}}
+    return {"description": description, "content": _content(ERROR, example)}
+
+
 def error_responses(resource: str | None = None) -> dict[int | str, dict[str, Any]]:
     """The error responses a route of `resource` can give, with their codes."""
     family = FAMILIES.get(resource or "", GENERIC)
-
-    def error(description: str, code: str, message: str) -> dict[str, Any]:
-        example = {"error": {"error_code": code, "error_message": message}}
-        return {"description": description, "content": _content(ERROR, example)}
-
     return {
         400: error("Invalid input", family.invalid_input, "Invalid Input"),
         401: error("No access token", "0x0000002", "Authentication required"),
@@ -126,7 +127,7 @@ def _samples() -> dict[str, Any]:
     from leaktrace.api import present
     from leaktrace.api.render import RenderContext
     from leaktrace.store.backtraces import ExtractedTag
-    from leaktrace.store.models import AccessRecord, Application, Backtrace, Codec, File, Job, Pipeline, Preset, User
+    from leaktrace.store.models import AccessRecord, Application, Backtrace, Codec, File, Job, Pipeline, Preset, Upload, User
 
     # Every key shown, every reference kept as a `Ref` so it is described as a reference.
     ctx = RenderContext(base_url="https://leaktrace.example", db=None, user_id=None, show_null=True, expand_all=True)  # type: ignore[arg-type]
@@ -177,6 +178,12 @@ def _samples() -> dict[str, Any]:
         "preset": present.preset(ctx, Preset(**stamps, user_id=some_id, type="custom", name="p", description="d",
                                              target_format={"extension": "mp4", "container": "mp4", "vcodec": codec_choice,
                                                             "acodec": codec_choice}, settings={})),
+        "upload": present.upload(ctx, Upload(**stamps, user_id=some_id, pipeline_id=some_id, object_key="uploads/movie.mp4",
+                                             storage_key="pipelines/x/uploads/movie.mp4", status="COMPLETED", nb_chunks=3,
+                                             ip=0, expires_at=now, error_msg="", finished_at=now),
+                                 form_post_url="https://leaktrace.example/v1/files/uploads/x/form",
+                                 form_post_params={"name": "movie.mp4", "key": "pipelines/x/uploads/movie.mp4", "success_action_status": "201",
+                                                   "filename": "", "chunk": "0", "chunks": "1", "policy": "…", "signature": "…"}),
         "codec": present.codec(ctx, Codec(**stamps, name="H.264", description="d", type="video", passes=[1, 2], autograph=[True],
                                           profiles=[{"name": "High", "containers": ["mp4"], "capabilities": {}}])),
     }  # fmt: skip

@@ -15,7 +15,7 @@ from typing import Any
 from leaktrace.api.render import RenderContext, register_loader
 from leaktrace.store import backtraces as backtrace_service
 from leaktrace.store.backtraces import ExtractedTag
-from leaktrace.store.models import AccessRecord, Application, Backtrace, Codec, File, Job, Pipeline, Preset, User
+from leaktrace.store.models import AccessRecord, Application, Backtrace, Codec, File, Job, Pipeline, Preset, Upload, User
 
 MASKED = "*******"
 
@@ -261,6 +261,24 @@ def file(ctx: RenderContext, obj: File) -> dict[str, Any]:
         "user_data": obj.user_data,
         "uri": f"{ctx.base_url}/v1/files/downloads/?file_id={obj.id}",
         **_stamps(ctx, obj, "files"),
+    })  # fmt: skip
+
+
+def upload(ctx: RenderContext, obj: Upload, *, form_post_url: str, form_post_params: dict[str, str] | None) -> dict[str, Any]:
+    """An upload (the reference's §2.9); the form's parameters are shown while it takes chunks."""
+    return ctx.obj({
+        "form_post_params": form_post_params,
+        "form_post_url": form_post_url if form_post_params is not None else None,
+        "status": obj.status,
+        "nb_chunks": obj.nb_chunks,
+        "storage_type": "intern",
+        "object_key": obj.object_key,
+        "pipeline": ctx.ref("pipeline", obj.pipeline_id),
+        "file": ctx.ref("file", obj.id),
+        "error_msg": obj.error_msg,
+        "expires_at": obj.expires_at,
+        "finished_at": obj.finished_at,
+        **_stamps(ctx, obj, "files/uploads"),
     })  # fmt: skip
 
 

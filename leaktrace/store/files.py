@@ -1,16 +1,14 @@
-"""Files: read, list with filters, and delete (the record and its stored bytes).
+"""Files: read, list with filters, and delete records.
 
-Stored bytes live under the blob root (`LEAKTRACE_STORAGE_URL`, default `<data dir>/media`) at the
-file's `storage_key`. External files (`storage: "extern"`, e.g. inputs fetched from a URI) have no
-bytes of ours, so deleting them only removes the record. Folders are the pipelines' roots and go
+Stored bytes live in blob storage at the file's `storage_key`; removing them is the caller's part
+(`flows.files.delete_file`), since services do no file I/O. External files (`storage: "extern"`,
+e.g. inputs fetched from a URI) have no bytes of ours. Folders are the pipelines' roots and go
 with their pipeline.
 """
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, select
@@ -20,8 +18,6 @@ from leaktrace.store.errors import InvalidInput, NotFound
 from leaktrace.store.listing import Page, Sort, fetch_page
 from leaktrace.store.models import File
 from leaktrace.store.ownership import owned
-
-log = logging.getLogger(__name__)
 
 TYPES = ("file", "folder", "archive")
 
@@ -101,20 +97,11 @@ def list_files(db: Database, *, user_id: str, filters: FileFilters, sort: Sort, 
         )
 
 
-def blob_path(blob_root: Path, storage_key: str) -> Path:
-    """The local path of a stored object, refusing keys that point outside the blob root."""
-    root = blob_root.resolve()
-    path = (root / storage_key).resolve()
-    if not path.is_relative_to(root) or path == root:
-        raise InvalidInput("the file's storage key points outside the store")
-    return path
+def delete_file(db: Database, *, user_id: str, file_id: str) -> str | None:
+    """Delete a file or archive record; returns the storage key of its bytes, if we hold any.
 
-
-def delete_file(db: Database, *, user_id: str, file_id: str, blob_root: Path | None) -> None:
-    """Delete a file or archive record and its stored bytes.
-
-    `blob_root` is the local blob folder, or None when blobs are not on a local disk (then only the
-    record goes, and the bytes are left for the storage's own expiry).
+    Only the row goes here (its upload, if any, goes with it); the caller removes the bytes
+    through storage once this transaction has committed.
     """
     with db.write() as session:
         file = owned(session, File, file_id, user_id=user_id)
@@ -122,10 +109,6 @@ def delete_file(db: Database, *, user_id: str, file_id: str, blob_root: Path | N
             raise NotFound("Requested file does not exist")
         if file.type == "folder":
             raise InvalidInput("a pipeline's folder is deleted with its pipeline")
-        path = None
-        if file.storage == "intern" and file.storage_key and blob_root is not None:
-            path = blob_path(blob_root, file.storage_key)
+        key = file.storage_key if file.storage == "intern" else None
         session.delete(file)
-        # Bytes go inside the transaction: if removing them fails, the record is kept.
-        if path is not None and path.is_file():
-            path.unlink()
+    return key

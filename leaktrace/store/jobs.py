@@ -148,7 +148,7 @@ def create(
         for index, output in enumerate(job.outputs):
             # Outputs are stored in the pipeline's folder, at output_prefix + output_name.
             name = job.output_prefix + output["output_name"].replace("{resolution}", "720p")
-            relative_input_path(name, what=f"outputs[{index}]: output_prefix + output_name")
+            relative_input_path(name, label=f"outputs[{index}]: output_prefix + output_name")
         session.add(job)
         session.flush()
         location = resolve_input(pipeline, input_name)  # refuses names leaving the pipeline's folder

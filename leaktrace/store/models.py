@@ -152,6 +152,30 @@ class File(Stamped, Base):
     expires_at: Mapped[int | None] = mapped_column(BigInteger)
 
 
+class Upload(Stamped, Base):
+    """A file being brought in through the upload form (the reference's §2.9).
+
+    The upload's id is its file's id; the row goes with the file. `expires_at` (epoch ms, None =
+    never) is when an upload that has not completed is swept away with its parts.
+    """
+
+    __tablename__ = "uploads"
+    __table_args__ = (Index("ix_uploads_status_expires", "status", "expires_at"),)
+
+    id: Mapped[str] = mapped_column(ForeignKey("files.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    application_id: Mapped[str | None] = mapped_column(ForeignKey("applications.id", ondelete="SET NULL"))
+    pipeline_id: Mapped[str | None] = mapped_column(ForeignKey("pipelines.id", ondelete="SET NULL"))
+    object_key: Mapped[str] = mapped_column(Text)  # relative to the pipeline's folder, as the client gave it
+    storage_key: Mapped[str] = mapped_column(Text)  # where the assembled file goes
+    status: Mapped[str] = mapped_column(String(20), default="UPLOADING")  # UPLOADING | COMPLETING | COMPLETED | FAILURE
+    nb_chunks: Mapped[int] = mapped_column(Integer, default=0)
+    ip: Mapped[int | None] = mapped_column(BigInteger)  # uploader IPv4 as a 32-bit integer, as given
+    expires_at: Mapped[int | None] = mapped_column(BigInteger)
+    error_msg: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[int | None] = mapped_column(BigInteger)
+
+
 class Job(Stamped, Base):
     """One title to import: input, outputs (JSON, ids of presets and produced files) and state."""
 

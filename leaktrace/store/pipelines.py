@@ -201,25 +201,26 @@ def check_remote_uri(name: str, uri: str) -> None:
         raise InvalidInput(f"{name} must be a URI with a host and one of the schemes {', '.join(REMOTE_SCHEMES)}")
 
 
-def relative_input_path(input_name: str, *, what: str = "input_name") -> str:
+def relative_input_path(input_name: str, *, label: str = "input_name") -> str:
     """The normalised relative path of an input name, or InvalidInput when it could leave its folder.
 
     Refused: absolute paths, backslashes, NUL and control characters, `..` segments, also when
-    percent-encoded (`%2e%2e`), since remote servers decode them.
+    percent-encoded (`%2e%2e`), since remote servers decode them. `label` names the parameter in
+    the error messages (`input_name`, `object_key`).
     """
     if any(ord(c) < 32 for c in input_name):
-        raise InvalidInput(f"{what} contains control characters")
+        raise InvalidInput(f"{label} contains control characters")
     decoded = unquote(unquote(input_name))
     for candidate in (input_name, decoded):
         if "\\" in candidate:
-            raise InvalidInput(f"{what} must use / as separator")
+            raise InvalidInput(f"{label} must use / as separator")
         if candidate.startswith(("/", "~")) or (len(candidate) > 1 and candidate[1] == ":"):
-            raise InvalidInput(f"{what} must be relative to the pipeline's folder")
+            raise InvalidInput(f"{label} must be relative to the pipeline's folder")
         if any(segment == ".." for segment in candidate.split("/")):
-            raise InvalidInput(f"{what} must not leave the pipeline's folder (..)")
+            raise InvalidInput(f"{label} must not leave the pipeline's folder (..)")
     path = posixpath.normpath(input_name)
     if path in (".", "") or input_name.endswith("/"):
-        raise InvalidInput(f"{what} must name a file")
+        raise InvalidInput(f"{label} must name a file")
     return path
 
 

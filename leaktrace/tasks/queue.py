@@ -18,7 +18,7 @@ from huey.api import TaskWrapper
 from huey.consumer import Consumer
 
 from leaktrace.config import Settings
-from leaktrace.flows import imports
+from leaktrace.flows import imports, uploads
 from leaktrace.media.fetch import FetchPolicy
 from leaktrace.storage import open_storage
 from leaktrace.store import backtraces, job_runs
@@ -35,6 +35,7 @@ class TaskQueue:
     settings: Settings
     run_job: TaskWrapper = field(init=False)
     run_backtrace: TaskWrapper = field(init=False)
+    complete_upload: TaskWrapper = field(init=False)
 
     @property
     def is_embedded(self) -> bool:
@@ -48,6 +49,10 @@ class TaskQueue:
     def submit_backtrace(self, backtrace_id: str) -> None:
         """Queue backtrace `backtrace_id` for processing."""
         self.run_backtrace(backtrace_id)
+
+    def submit_upload_completion(self, upload_id: str) -> None:
+        """Queue the assembly of upload `upload_id`'s chunks."""
+        self.complete_upload(upload_id)
 
     def notify(self, job_id: str, event: str) -> None:
         """Ping the job's pipeline about `event` (started, finished, warning, error)."""
@@ -90,8 +95,17 @@ def make_queue(settings: Settings, *, immediate: bool = False) -> TaskQueue:
     def run_backtrace(backtrace_id: str) -> None:
         backtraces.process(open_database(database_url), backtrace_id=backtrace_id)
 
+    storage_url = settings.resolved_storage_url
+
+    @huey.task(name="complete_upload")
+    def complete_upload(upload_id: str) -> None:
+        db, storage = open_database(database_url), open_storage(storage_url)
+        uploads.complete(db, storage, upload_id=upload_id)
+        uploads.sweep_abandoned(db, storage)
+
     queue.run_job = run_job
     queue.run_backtrace = run_backtrace
+    queue.complete_upload = complete_upload
     return queue
 
 

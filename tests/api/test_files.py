@@ -9,6 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from leaktrace.config import Settings
+from leaktrace.storage import Storage
 from leaktrace.store.db import Database
 from leaktrace.store.models import File
 from tests.api.helpers import Account, finish_job, submit_job
@@ -22,22 +23,28 @@ def assert_error(response: Any, status: int, code: str) -> None:
     assert response.json()["error"]["error_code"] == code
 
 
-def stored_file(db: Database, settings: Settings, account: Account, name: str, *, user_data: str | None = None,
-                storage_key: str | None = None, content: bytes = b"bytes") -> tuple[str, Path]:
+def stored_file(db: Database, storage: Storage, account: Account, name: str, *, user_data: str | None = None,
+                content: bytes = b"bytes") -> tuple[str, Path]:
     """A file record with bytes in the local blob store, as an upload or a job output leaves it."""
-    key = storage_key or f"pipelines/{account.pipeline_id}/uploads/{name}"
-    path = settings.data_dir / "media" / key
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
+    key = f"pipelines/{account.pipeline_id}/uploads/{name}"
+    with storage.writer(key) as handle:
+        handle.write(content)
     with db.write() as session:
         file = File(user_id=account.user_id, pipeline_id=account.pipeline_id, name=name, storage_key=key,
                     size=len(content), mime_type="video/mp4", user_data=user_data)
         session.add(file)
+    path = storage.local_path(key)
+    assert path is not None
     return file.id, path  # fmt: skip
 
 
-def test_get_one(client: TestClient, db: Database, settings: Settings, account: Account) -> None:
-    file_id, _ = stored_file(db, settings, account, "movie.mp4", user_data="batch-7")
+@pytest.fixture
+def storage(client: TestClient) -> Storage:
+    return client.app.state.storage  # type: ignore[attr-defined,no-any-return]
+
+
+def test_get_one(client: TestClient, db: Database, storage: Storage, account: Account) -> None:
+    file_id, _ = stored_file(db, storage, account, "movie.mp4", user_data="batch-7")
     file = client.get(f"/v1/files/{file_id}", headers=account.headers).json()["file"]
     assert file == {
         "storage": "intern",
@@ -59,10 +66,10 @@ def test_get_one(client: TestClient, db: Database, settings: Settings, account: 
     assert expanded["pipeline"]["name"] == "Default Pipeline"
 
 
-def test_list_filters(client: TestClient, db: Database, settings: Settings, account: Account) -> None:
+def test_list_filters(client: TestClient, db: Database, storage: Storage, account: Account) -> None:
     job = submit_job(client, account)
     finish_job(db, job["id"], status="SUCCESS", percentage=100)
-    upload_id, _ = stored_file(db, settings, account, "upload.mp4", user_data="batch-7")
+    upload_id, _ = stored_file(db, storage, account, "upload.mp4", user_data="batch-7")
 
     def ids(query: str) -> list[str]:
         response = client.get(f"/v1/files/?{query}", headers=account.headers)
@@ -93,8 +100,8 @@ def test_bad_list_parameters_are_400(client: TestClient, account: Account, query
     assert_error(client.get(f"/v1/files/?{query}", headers=account.headers), 400, INVALID)
 
 
-def test_delete_removes_record_and_bytes(client: TestClient, db: Database, settings: Settings, account: Account) -> None:
-    file_id, path = stored_file(db, settings, account, "gone.mp4")
+def test_delete_removes_record_and_bytes(client: TestClient, db: Database, storage: Storage, account: Account) -> None:
+    file_id, path = stored_file(db, storage, account, "gone.mp4")
     assert path.exists()
     response = client.delete(f"/v1/files/{file_id}", headers=account.headers)
     assert (response.status_code, response.json()) == (200, {"result": {"status": "SUCCESS"}})
@@ -111,11 +118,11 @@ def test_delete_of_an_external_input_keeps_its_source(client: TestClient, accoun
 
 
 def test_a_storage_key_outside_the_store_is_never_deleted(
-    client: TestClient, db: Database, settings: Settings, account: Account, tmp_path: Path
+    client: TestClient, db: Database, settings: Settings, storage: Storage, account: Account
 ) -> None:
     outside = settings.data_dir / "keep.txt"
     outside.write_text("keep")
-    file_id, _ = stored_file(db, settings, account, "x.mp4")
+    file_id, _ = stored_file(db, storage, account, "x.mp4")
     with db.write() as session:
         session.get(File, file_id).storage_key = "../keep.txt"  # type: ignore[union-attr]
     assert_error(client.delete(f"/v1/files/{file_id}", headers=account.headers), 400, INVALID)
@@ -129,9 +136,9 @@ def test_a_pipeline_folder_is_not_deleted_alone(client: TestClient, account: Acc
 
 
 def test_other_accounts_files_are_404(
-    client: TestClient, db: Database, settings: Settings, account: Account, other_account: Account
+    client: TestClient, db: Database, storage: Storage, account: Account, other_account: Account
 ) -> None:
-    theirs, path = stored_file(db, settings, other_account, "theirs.mp4")
+    theirs, path = stored_file(db, storage, other_account, "theirs.mp4")
     assert_error(client.get(f"/v1/files/{theirs}", headers=account.headers), 404, NOT_FOUND)
     assert_error(client.delete(f"/v1/files/{theirs}", headers=account.headers), 404, NOT_FOUND)
     assert path.exists()

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
@@ -13,7 +11,7 @@ from leaktrace.api import present, responses
 from leaktrace.api.auth import require
 from leaktrace.api.openapi import error_responses, list_envelope, result_envelope, single_envelope
 from leaktrace.api.query import ListOptions, ViewOptions
-from leaktrace.config import Settings
+from leaktrace.flows import files as file_flows
 from leaktrace.store import files as service
 from leaktrace.store.accounts import Principal
 from leaktrace.store.errors import InvalidInput
@@ -23,12 +21,6 @@ router = APIRouter(tags=["files"])
 
 read = require("mediahub_read")
 write = require("mediahub_write")
-
-
-def local_blob_root(settings: Settings) -> Path | None:
-    """The blob folder when blobs are stored on a local disk (`file://…`), else None."""
-    parts = urlsplit(settings.resolved_storage_url)
-    return Path(unquote(parts.path)) if parts.scheme == "file" else None
 
 
 @router.get("/v1/files", responses={200: list_envelope("files"), **error_responses("files")})
@@ -72,6 +64,6 @@ def get_file(request: Request, file_id: str, principal: Principal = Depends(read
 def delete_file(request: Request, file_id: str, principal: Principal = Depends(write)) -> Response:
     """Delete a file's record and its stored bytes (external files keep their bytes)."""
     view = ViewOptions.from_request(request)
-    blob_root = local_blob_root(request.app.state.settings)
-    service.delete_file(request.app.state.db, user_id=principal.user_id, file_id=file_id, blob_root=blob_root)
+    state = request.app.state
+    file_flows.delete_file(state.db, state.storage, user_id=principal.user_id, file_id=file_id)
     return responses.respond(view, responses.SUCCESS_RESULT)
