@@ -7,6 +7,8 @@ credentials or a server path outside the job's own scratch folder.
 
 from __future__ import annotations
 
+import errno
+from pathlib import Path
 from typing import Literal
 
 ErrorCode = Literal["unreadable_input", "unsupported_codec", "encode_failed", "cancelled", "out_of_space"]
@@ -32,3 +34,10 @@ class MediaError(Exception):
 
     def __repr__(self) -> str:
         return f"MediaError({self.code!r}, {self.message!r})"
+
+
+def from_os_error(error: OSError, path: Path) -> MediaError:
+    """The MediaError for a file system error while writing `path` (named by file name only)."""
+    if error.errno == errno.ENOSPC:
+        return MediaError("out_of_space", f"no space left on the device while writing {path.name}")
+    return MediaError("encode_failed", f"could not write {path.name}: {error.strerror or error}")
