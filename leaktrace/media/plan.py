@@ -320,8 +320,8 @@ def _scaled(value: Any, reference: float | None) -> float | None:
 
 
 def _even(value: float, cap: float | None) -> int:
-    """`value` rounded to the nearest even integer, at least 2 and not above an even `cap`."""
-    even = max(2, round(value / 2) * 2)
+    """`value` rounded to the nearest even integer (halves up), at least 2 and not above an even `cap`."""
+    even = max(2, math.floor(value / 2 + 0.5) * 2)
     return min(even, int(cap) // 2 * 2) if cap else even
 
 
