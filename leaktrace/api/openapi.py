@@ -80,6 +80,13 @@ def error(description: str, code: str, message: str) -> dict[str, Any]:
     return {"description": description, "content": _content(ERROR, example)}
 
 
+def catalogue_envelope(key: str, items: list[dict[str, Any]]) -> dict[str, Any]:
+    """`{"<key>": [...]}`: a fixed catalogue listed whole; the schema is derived from `items`."""
+    sample = {name: next((item[name] for item in items if item[name] is not None), None) for name in items[0]}
+    schema = {"type": "object", "properties": {key: {"type": "array", "items": _schema_of(sample)}}, "required": [key]}
+    return {"description": "Every entry of the catalogue", "content": _content(schema, {key: items[:2]})}
+
+
 def error_responses(resource: str | None = None) -> dict[int | str, dict[str, Any]]:
     """The error responses a route of `resource` can give, with their codes."""
     family = FAMILIES.get(resource or "", GENERIC)

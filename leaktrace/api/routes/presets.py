@@ -10,8 +10,10 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
 
 from leaktrace.api import errors, present, responses
 from leaktrace.api.auth import optional, require
-from leaktrace.api.openapi import error_responses, list_envelope, result_envelope, single_envelope
+from leaktrace.api.openapi import catalogue_envelope, error_responses, list_envelope, result_envelope, single_envelope
 from leaktrace.api.query import ListOptions, ViewOptions, parse_choice
+from leaktrace.media.logos import LOGO_PRESETS
+from leaktrace.media.thumbnails import THUMBNAIL_PRESETS
 from leaktrace.store import presets as service
 from leaktrace.store.accounts import Principal
 from leaktrace.store.listing import Sort
@@ -108,6 +110,33 @@ def list_presets(request: Request, principal: Principal | None = Depends(read)) 
         kind="preset", plural="presets", collection="presets", sort_columns=tuple(service.SORT_COLUMNS),
         fetch=fetch, present=lambda items: [present.preset(ctx, item) for item in items],
     )  # fmt: skip
+
+
+# Thumbnail and logo presets are fixed by the service (leaktrace.media) and named in jobs, so they
+# are listed whole, without paging; these routes come before /v1/presets/{preset_id}.
+THUMBNAIL_LISTING = [preset.listing() for preset in THUMBNAIL_PRESETS.values()]
+LOGO_LISTING = [preset.listing() for preset in LOGO_PRESETS.values()]
+
+
+@router.get(
+    "/v1/presets/thumbnails",
+    responses={200: catalogue_envelope("thumbnail_presets", THUMBNAIL_LISTING), **error_responses("presets")},
+)
+def list_thumbnail_presets(request: Request, principal: Principal | None = Depends(read)) -> Response:
+    """The thumbnail presets a job's `thumbnails[].thumbnail_preset` can name; no token needed."""
+    return _catalogue(request, principal, "thumbnail_presets", THUMBNAIL_LISTING)
+
+
+@router.get("/v1/presets/logos", responses={200: catalogue_envelope("logo_presets", LOGO_LISTING), **error_responses("presets")})
+def list_logo_presets(request: Request, principal: Principal | None = Depends(read)) -> Response:
+    """The logo presets a job's `logos[].logo_preset` can name; no token needed."""
+    return _catalogue(request, principal, "logo_presets", LOGO_LISTING)
+
+
+def _catalogue(request: Request, principal: Principal | None, key: str, listing: list[dict[str, Any]]) -> Response:
+    view = ViewOptions.from_request(request)
+    ctx = responses.context(request, view, principal.user_id if principal else None)
+    return responses.respond(view, {key: [ctx.obj(preset) for preset in listing]})
 
 
 @router.get("/v1/presets/{preset_id}", responses={200: single_envelope("preset"), **error_responses("presets")})
