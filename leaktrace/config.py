@@ -54,8 +54,8 @@ class Settings(BaseSettings):
     fetch_connect_timeout: float = Field(default=10.0, gt=0, description="connect timeout of a fetch, seconds")
     fetch_read_timeout: float = Field(default=60.0, gt=0, description="longest silence while fetching, seconds")
     fetch_max_bytes: int = Field(default=64 * GIB, gt=0, description="largest object a fetch copies")
-    ping_attempts: int = Field(default=6, ge=1, description="deliveries tried per ping before giving up")
-    ping_retry_delay: float = Field(default=10.0, gt=0, description="delay before the first retry, seconds; doubles")
+    ping_attempts: int = Field(default=8, ge=1, description="deliveries tried per ping before giving up")
+    ping_retry_delay: float = Field(default=30.0, gt=0, description="delay before the first retry, seconds; doubles")
     ping_timeout: float = Field(default=10.0, gt=0, description="time a ping receiver has to answer, seconds")
 
     @field_validator("fetch_allow_networks")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -11,8 +13,11 @@ from huey.api import TaskWrapper
 from huey.consumer import Consumer
 
 from leaktrace.config import Settings
+from leaktrace.flows import pings
 from leaktrace.store import backtraces, jobs
 from leaktrace.store.db import open_database
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -22,6 +27,7 @@ class TaskQueue:
     huey: Huey
     run_job: TaskWrapper
     run_backtrace: TaskWrapper
+    send_ping: TaskWrapper
 
     @property
     def is_embedded(self) -> bool:
@@ -36,9 +42,19 @@ class TaskQueue:
         """Queue backtrace `backtrace_id` for processing."""
         self.run_backtrace(backtrace_id)
 
+    def submit_ping(self, ping: pings.Ping | None) -> None:
+        """Queue `ping` for delivery (None: nothing to send). Never raises: a ping that cannot be
+        queued is logged and dropped, so the work it reports on goes on."""
+        if ping is None:
+            return
+        try:
+            self.send_ping(dataclasses.asdict(ping), 1)
+        except Exception:
+            log.exception("ping %s could not be queued", ping.delivery_id)
+
 
 def make_queue(settings: Settings, *, immediate: bool = False) -> TaskQueue:
-    """The queue `settings` select, with `run_job` and `run_backtrace` registered."""
+    """The queue `settings` select, with `run_job`, `run_backtrace` and `send_ping` registered."""
     url = settings.resolved_queue_url
     scheme = urlsplit(url).scheme
     if scheme in ("redis", "rediss"):
@@ -59,7 +75,14 @@ def make_queue(settings: Settings, *, immediate: bool = False) -> TaskQueue:
     def run_backtrace(backtrace_id: str) -> None:
         backtraces.process(open_database(database_url), backtrace_id=backtrace_id)
 
-    return TaskQueue(huey=huey, run_job=run_job, run_backtrace=run_backtrace)
+    @huey.task(name="send_ping")
+    def send_ping(fields: dict[str, str], number: int) -> None:
+        # The queue carries the ping without its secret; `attempt` reads the secret at send time.
+        delay_s = pings.attempt(open_database(database_url), settings, pings.Ping(**fields), number=number)
+        if delay_s is not None:
+            send_ping.schedule(args=(fields, number + 1), delay=delay_s)
+
+    return TaskQueue(huey=huey, run_job=run_job, run_backtrace=run_backtrace, send_ping=send_ping)
 
 
 class _ThreadConsumer(Consumer):
