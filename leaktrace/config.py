@@ -12,15 +12,18 @@ import base64
 import functools
 import hashlib
 import hmac
+import ipaddress
 import os
 from pathlib import Path
 
 from cryptography.fernet import Fernet
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 DEFAULT_MAX_UPLOAD_BYTES = 20 * 1024**3  # 20 GiB: a long mezzanine master, far beyond any delivery rendition
+GIB = 1024**3
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class Settings(BaseSettings):
@@ -44,6 +47,42 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(default=3, ge=1, description="runs of a job whose workers died, before it fails")
     prepare_workers: int | None = Field(default=None, ge=1, description="processes per AutoGraph prepare; default: cores")
     max_upload_bytes: int = Field(default=DEFAULT_MAX_UPLOAD_BYTES, gt=0, description="largest file one upload may bring in")
+
+    # Server-side fetches (job inputs, logos) and pings; see docs/api-decisions.md.
+    fetch_allow_networks: str = Field(
+        default="", description="comma-separated CIDR networks fetches and pings may reach although not public"
+    )
+    fetch_local_dirs: str | None = Field(
+        default=None, description="comma-separated folders file:// inputs may come from; default <data dir>/inbox"
+    )
+    fetch_s3_endpoint_url: str | None = Field(
+        default=None, description="S3-compatible endpoint for s3:// URIs without ?endpoint=; default AWS"
+    )
+    fetch_certificate_check: bool = Field(default=True, description="verify TLS certificates of https fetches")
+    fetch_connect_timeout: float = Field(default=10.0, gt=0, description="connect timeout of a fetch, seconds")
+    fetch_read_timeout: float = Field(default=60.0, gt=0, description="longest silence while fetching, seconds")
+    fetch_max_bytes: int = Field(default=64 * GIB, gt=0, description="largest object a fetch copies")
+    ping_attempts: int = Field(default=8, ge=1, description="deliveries tried per ping before giving up")
+    ping_retry_delay: float = Field(default=30.0, gt=0, description="delay before the first retry, seconds; doubles")
+    ping_timeout: float = Field(default=10.0, gt=0, description="time a ping receiver has to answer, seconds")
+
+    @field_validator("fetch_allow_networks")
+    @classmethod
+    def _check_networks(cls, value: str) -> str:
+        _parse_networks(value)  # fail at start-up, not at the first fetch
+        return value
+
+    @property
+    def allowed_networks(self) -> tuple[IPNetwork, ...]:
+        """The networks of `LEAKTRACE_FETCH_ALLOW_NETWORKS`, parsed."""
+        return _parse_networks(self.fetch_allow_networks)
+
+    @property
+    def local_input_dirs(self) -> tuple[Path, ...]:
+        """Folders `file://` inputs may come from: the listed ones, or `<data dir>/inbox` by default."""
+        if self.fetch_local_dirs is None:
+            return (self.data_dir / "inbox",)
+        return tuple(Path(part.strip()) for part in self.fetch_local_dirs.split(",") if part.strip())
 
     @property
     def resolved_database_url(self) -> str:
@@ -88,6 +127,11 @@ class Settings(BaseSettings):
         key that encrypts secrets at rest.
         """
         return _signing_key_for(self.secret_key, self.data_dir.resolve(), purpose)
+
+
+def _parse_networks(text: str) -> tuple[IPNetwork, ...]:
+    """`10.0.0.0/8, ::1/128` as networks; host bits may be set (`127.0.0.1/8` means `127.0.0.0/8`)."""
+    return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
 
 
 @functools.lru_cache(maxsize=8)

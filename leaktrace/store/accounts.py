@@ -230,3 +230,12 @@ def authenticate(db: Database, *, token: str) -> Principal | None:
         application_id=access.application_id,
         scopes=frozenset(s for s in access.scopes.split(",") if s),
     )
+
+
+def signing_secret(db: Database, fernet: Fernet, *, application_id: str) -> str | None:
+    """The clear-text secret of an enabled application (it signs pings), or None."""
+    with db.read() as session:
+        app = session.get(Application, application_id)
+    if app is None or not app.enabled:
+        return None
+    return client_secret(fernet, app)

@@ -241,3 +241,11 @@ def delete_job(db: Database, *, user_id: str, job_id: str) -> list[str]:
         session.execute(delete(File).where(File.job_id == job.id))
         session.delete(job)
     return [key for key in produced if key]
+
+
+def with_pipeline(db: Database, *, job_id: str) -> tuple[Job, Pipeline] | None:
+    """A job and its pipeline, whoever owns them (for the worker's own use); None if either is gone."""
+    with db.read() as session:
+        job = session.get(Job, job_id)
+        pipeline = session.get(Pipeline, job.pipeline_id) if job is not None and job.pipeline_id else None
+    return (job, pipeline) if job is not None and pipeline is not None else None

@@ -7,6 +7,7 @@ to the queue (`flows.imports.recover`).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from huey.api import TaskWrapper
 from huey.consumer import Consumer
 
 from leaktrace.config import Settings
-from leaktrace.flows import imports, uploads
+from leaktrace.flows import imports, pings, uploads
 from leaktrace.media.fetch import FetchPolicy
 from leaktrace.storage import open_storage
 from leaktrace.store import backtraces, job_runs
@@ -36,6 +37,7 @@ class TaskQueue:
     run_job: TaskWrapper = field(init=False)
     run_backtrace: TaskWrapper = field(init=False)
     complete_upload: TaskWrapper = field(init=False)
+    send_ping: TaskWrapper = field(init=False)
 
     @property
     def is_embedded(self) -> bool:
@@ -54,9 +56,25 @@ class TaskQueue:
         """Queue the assembly of upload `upload_id`'s chunks."""
         self.complete_upload(upload_id)
 
+    def submit_ping(self, ping: pings.Ping | None) -> None:
+        """Queue `ping` for delivery (None: nothing to send). Never raises: a ping that cannot be
+        queued is logged and dropped, so the work it reports on goes on."""
+        if ping is None:
+            return
+        try:
+            self.send_ping(dataclasses.asdict(ping), 1)
+        except Exception:
+            log.exception("ping %s could not be queued", ping.delivery_id)
+
     def notify(self, job_id: str, event: str) -> None:
-        """Ping the job's pipeline about `event` (started, finished, warning, error)."""
-        log.debug("job %s: %s", job_id, event)
+        """Ping the job's pipeline about `event` (started, finished, warning, error), if it asks."""
+        try:
+            ping = pings.ping_for_job(open_database(self.settings.resolved_database_url), job_id, event=event,
+                                      base_url=self.settings.base_url)  # fmt: skip
+        except Exception:
+            log.exception("job %s: the %s ping could not be built", job_id, event)
+            return
+        self.submit_ping(ping)
 
     def import_env(self) -> imports.ImportEnv:
         """What the import flow needs, from this queue's settings."""
@@ -73,7 +91,7 @@ class TaskQueue:
 
 
 def make_queue(settings: Settings, *, immediate: bool = False) -> TaskQueue:
-    """The queue `settings` select, with `run_job` and `run_backtrace` registered."""
+    """The queue `settings` select, with `run_job`, `run_backtrace` and `send_ping` registered."""
     url = settings.resolved_queue_url
     scheme = urlsplit(url).scheme
     if scheme in ("redis", "rediss"):
@@ -103,9 +121,17 @@ def make_queue(settings: Settings, *, immediate: bool = False) -> TaskQueue:
         uploads.complete(db, storage, upload_id=upload_id)
         uploads.sweep_abandoned(db, storage)
 
+    @huey.task(name="send_ping")
+    def send_ping(fields: dict[str, str], number: int) -> None:
+        # The queue carries the ping without its secret; `attempt` reads the secret at send time.
+        delay_s = pings.attempt(open_database(database_url), settings, pings.Ping(**fields), number=number)
+        if delay_s is not None:
+            send_ping.schedule(args=(fields, number + 1), delay=delay_s)
+
     queue.run_job = run_job
     queue.run_backtrace = run_backtrace
     queue.complete_upload = complete_upload
+    queue.send_ping = send_ping
     return queue
 
 
