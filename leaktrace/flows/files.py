@@ -11,7 +11,7 @@ import logging
 
 from leaktrace.flows.uploads import parts_prefix
 from leaktrace.storage import InvalidKey, Storage, check_key
-from leaktrace.store import files
+from leaktrace.store import files, jobs
 from leaktrace.store.db import Database
 from leaktrace.store.errors import InvalidInput
 
@@ -33,3 +33,23 @@ def delete_file(db: Database, storage: Storage, *, user_id: str, file_id: str) -
         storage.delete_prefix(parts_prefix(file_id))
     except (OSError, InvalidKey):
         log.exception("file %s: the record is deleted but its stored bytes could not be removed", file_id)
+
+
+def remove_blobs(storage: Storage, keys: list[str]) -> None:
+    """Remove stored blobs, newest first; a key ending in "/" is a prefix (a prepared title's folder).
+
+    A blob that cannot be removed is logged and left (an orphan costs space, not correctness).
+    """
+    for key in reversed(keys):
+        try:
+            if key.endswith("/"):
+                storage.delete_prefix(key)
+            else:
+                storage.delete(key)
+        except (OSError, InvalidKey):
+            log.exception("a stored blob (%s) could not be removed", key)
+
+
+def delete_job(db: Database, storage: Storage, *, user_id: str, job_id: str) -> None:
+    """Delete (or cancel) one of the account's jobs: its records, then the files it produced."""
+    remove_blobs(storage, jobs.delete_job(db, user_id=user_id, job_id=job_id))

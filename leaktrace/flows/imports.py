@@ -21,22 +21,29 @@ import errno
 import logging
 import posixpath
 import secrets
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from leaktrace.autograph import embed
-from leaktrace.autograph.package import INDEX_FILE, INIT_FILE, VARIANT_FILES
+from leaktrace.autograph.package import INIT_FILE, VARIANT_FILES
 from leaktrace.flows import failures
 from leaktrace.flows.failures import JobFailed
+from leaktrace.flows.files import remove_blobs
 from leaktrace.flows.lease import Heartbeat, worker_name
 from leaktrace.ids import new_id, now_ms
-from leaktrace.media import logos, thumbnails, transcode
+from leaktrace.media import plan as planning
+from leaktrace.media import thumbnails, transcode
 from leaktrace.media.errors import MediaError
-from leaktrace.media.fetch import FetchError, FetchPolicy, fetch, redact
-from leaktrace.media.probe import probe
-from leaktrace.storage import Storage, workspace
+from leaktrace.media.fetch import FetchError, FetchPolicy, fetch, resolve, resolve_logo
+from leaktrace.media.logos import LogoOverlay
+from leaktrace.media.plan import EncodePlan
+from leaktrace.media.probe import MediaInfo, md5_of, probe
+from leaktrace.storage import Storage
+from leaktrace.storage.scratch import remove_leftovers, workspace
 from leaktrace.store import job_runs
 from leaktrace.store.db import Database
 from leaktrace.store.errors import InvalidInput
@@ -53,8 +60,12 @@ TITLES_PREFIX = "titles/"  # storage prefix of prepared AutoGraph titles, one fo
 # Shares of a job's progress: bringing the input in, then the outputs, then recording.
 INPUT_SHARE = 5
 RECORD_SHARE = 2
-# Within one output: the encode (or prepare), then its thumbnails.
+# Within one output: the encode (or prepare), then its thumbnails; of an AutoGraph rendition that
+# needs an intermediate encode (logo, excerpt), that encode's share of the prepare's.
 ENCODE_SHARE = 0.9
+INTERMEDIATE_SHARE = 0.3
+THUMBNAIL_ZIP_SUFFIX = "_thumbnails.zip"
+COPY_CHUNK_BYTES = 1 << 20
 
 Notify = Callable[[str, str], None]
 """Sends a ping for (job id, event): started, finished, warning, error. Never raises, never blocks."""
@@ -93,16 +104,16 @@ def run(db: Database, env: ImportEnv, job_id: str) -> None:
     with Heartbeat(renew, lease_s=env.lease_s) as beat, workspace(env.data_dir, f"job-{job_id}-{run_.attempt}") as work:
         try:
             job = _Import(run_, env, beat, work, stored)
-            source, source_media = job.bring_input()
-            results = [job.make_output(index, source, source_media) for index in range(len(run_.outputs))]
-            if beat.lost or not job_runs.succeed(db, run=run_, input_media=source_media, results=results):
+            source, info = job.bring_input()
+            results = [job.make_output(index, source, info) for index in range(len(run_.outputs))]
+            if beat.lost or not job_runs.succeed(db, run=run_, input_media=info.file_columns(), results=results):
                 raise _Stop()
         except _Stop:
-            _remove(env.storage, stored)
+            remove_blobs(env.storage, stored)
             log.info("job %s: stopped (deleted, or its lease moved to another worker)", job_id)
             return
         except BaseException as exc:
-            _remove(env.storage, stored)
+            remove_blobs(env.storage, stored)
             if beat.lost:
                 log.info("job %s: stopped (deleted, or its lease moved to another worker)", job_id)
                 return
@@ -127,7 +138,8 @@ def _as_failure(exc: BaseException) -> JobFailed | None:
         return exc
     if isinstance(exc, FetchError):
         table = {"refused_address": failures.REFUSED_ADDRESS, "not_found": failures.INPUT_NOT_FOUND,
-                 "path_escape": failures.INVALID_SETTINGS, "cancelled": failures.CANCELLED}  # fmt: skip
+                 "path_escape": failures.INVALID_SETTINGS, "invalid_uri": failures.INVALID_SETTINGS,
+                 "too_large": failures.OUT_OF_SPACE, "cancelled": failures.CANCELLED}  # fmt: skip
         return JobFailed(table.get(exc.code, failures.FETCH_FAILED), str(exc))
     if isinstance(exc, MediaError):
         table = {"unreadable_input": failures.UNREADABLE_INPUT, "unsupported_codec": failures.UNSUPPORTED_CODEC,
@@ -145,17 +157,6 @@ def _as_failure(exc: BaseException) -> JobFailed | None:
     return None
 
 
-def _remove(storage: Storage, keys: list[str]) -> None:
-    for key in reversed(keys):
-        try:
-            if key.endswith("/"):
-                storage.delete_prefix(key)
-            else:
-                storage.delete(key)
-        except Exception:
-            log.warning("could not remove a partial blob; it is left for the storage's own cleanup", exc_info=True)
-
-
 # ---- the steps of one job --------------------------------------------------------------------------
 
 
@@ -169,10 +170,9 @@ class _Import:
         self.work = work
         self.stored = stored
         self.title_key = secrets.token_bytes(32)  # one per job: every rendition carries the same codewords
+        self.policy = env.fetch_policy.with_download_options(run.pipeline.get("download_options"))
         self.output_share = (100 - INPUT_SHARE - RECORD_SHARE) / len(run.outputs)
         self.output_done = [0] * len(run.outputs)
-
-    # progress -------------------------------------------------------------------------------------
 
     def _report(self, index: int | None = None, fraction: float = 0.0) -> None:
         if index is not None:
@@ -182,167 +182,150 @@ class _Import:
 
     # the input --------------------------------------------------------------------------------------
 
-    def bring_input(self) -> tuple[Path, dict[str, Any]]:
-        """The input as a local file, and its media fields for the input's file record."""
-        run, storage = self.run, self.env.storage
-        name = run.input_name
-        if "://" in name or run.pipeline.get("input_download_dir"):
-            uri = name if "://" in name else _join(run.pipeline["input_download_dir"], relative_input_path(name))
-            local = self.work / "input" / (posixpath.basename(name.split("?")[0]) or "input")
+    def bring_input(self) -> tuple[Path, MediaInfo]:
+        """The input as a local file (fetched, or read in place from the store), and its probe."""
+        run = self.run
+        uri = resolve(run.pipeline.get("input_download_dir"), run.input_name)
+        if uri is not None:
+            local = self.work / "input" / (posixpath.basename(urlsplit(uri).path) or "input")
             local.parent.mkdir()
-            fetch(uri, local, policy=self._policy(), cancelled=self.beat.cancelled)
+            fetch(uri, local, policy=self.policy, cancelled=self.beat.cancelled)
         else:
-            key = run.pipeline_folder + relative_input_path(name)
-            if storage.stat(key) is None:
-                raise JobFailed(failures.INPUT_NOT_FOUND, f"{name} is not in the pipeline's store")
-            local = storage.local_path(key) or self.work / "input" / posixpath.basename(key)
-            if not local.exists():
-                local.parent.mkdir()
-                storage.download(key, local)
-        media = probe(local).file_fields()
+            local = self._from_store(relative_input_path(run.input_name), what="input")
+        info = probe(local)
         self._report()
-        return local, media
+        return local, info
 
-    def _policy(self) -> FetchPolicy:
-        check = (self.run.pipeline.get("download_options") or {}).get("https_certificate_check")
-        return self.env.fetch_policy if check is None else replace(self.env.fetch_policy, verify_certificates=bool(check))
+    def _from_store(self, path: str, *, what: str) -> Path:
+        """A file of the pipeline's store as a local path (in place when the storage is local)."""
+        storage = self.env.storage
+        key = self.run.pipeline_folder + path
+        if storage.stat(key) is None:
+            raise JobFailed(failures.INPUT_NOT_FOUND, f"{what} {path} is not in the pipeline's store")
+        local = storage.local_path(key)
+        if local is None:
+            local = self.work / f"store-{new_id()}{posixpath.splitext(path)[1]}"
+            storage.download(key, local)
+        return local
+
+    def _logo(self, logo: dict[str, Any]) -> LogoOverlay:
+        image = logo["logo_image"]
+        uri = resolve_logo(self.run.pipeline.get("image_download_dir"), image)
+        if uri is None:
+            return LogoOverlay(image=self._from_store(relative_input_path(image), what="logo"), preset=logo["logo_preset"])
+        local = self.work / f"logo-{new_id()}{posixpath.splitext(urlsplit(uri).path)[1]}"
+        fetch(uri, local, policy=self.policy, cancelled=self.beat.cancelled)
+        return LogoOverlay(image=local, preset=logo["logo_preset"])
 
     # one output -------------------------------------------------------------------------------------
 
-    def make_output(self, index: int, source: Path, source_media: dict[str, Any]) -> OutputResult:
+    def make_output(self, index: int, source: Path, info: MediaInfo) -> OutputResult:
         """Encode (or prepare) output `index`, store it with its thumbnails; return its records."""
         run = self.run
         output = run.outputs[index]
         preset = run.presets[output["preset_id"]]
-        autograph = run.autograph is not None
+        target_format = preset["target_format"]
         plan = transcode.plan_output(
-            _media_info(source), target_format=preset["target_format"], preset_settings=preset["settings"],
-            output_settings=output.get("settings"), input_options=run.input_options, autograph=autograph,
+            info, target_format=target_format, preset_settings=preset["settings"],
+            output_settings=output.get("settings"), input_options=run.input_options, autograph=run.autograph is not None,
         )  # fmt: skip
-        file_id = new_id()
-        name = _object_name(output["output_name"], resolution=plan.resolution, extension=plan.extension)
-        overlays = [self._logo(logo) for logo in output.get("logos") or ()]
+        extension = target_format.get("extension") or plan.container
+        name = _object_name(output["output_name"], resolution=plan.resolution, extension=extension)
+        logo = self._logo(output["logos"][0]) if output.get("logos") else None
 
         def progress(fraction: float) -> None:
             self._report(index, fraction * ENCODE_SHARE)
 
-        if autograph:
-            produced = self._prepare(index, file_id, name, source, plan, overlays, progress)
+        if plan.autograph:
+            produced = self._prepare(index, name, source, plan, logo, progress)
+            pictures_from = source
         else:
-            local = self.work / f"output-{index}.{plan.extension}"
-            transcode.encode(source, local, plan, logo=overlays[0] if overlays else None, progress=progress,
-                             cancelled=self.beat.cancelled)  # fmt: skip
-            key = run.pipeline_folder + relative_input_path(run.output_prefix + name)
-            media = probe(local).file_fields()
+            local = self.work / f"output-{index}.{extension}"
+            transcode.encode(source, local, plan, logo=logo, progress=progress, cancelled=self.beat.cancelled)
+            media = probe(local).file_columns()
+            key = self._key(name)
             self._put(key, local)
-            produced = ProducedFile(id=file_id, name=name, storage_key=key, subtype="video", media=media)
-        thumbs = self._thumbnails(index, output, source if autograph else self._local(produced), plan, source_media)
+            produced = ProducedFile(id=new_id(), name=name, storage_key=key, subtype="video", media=media)
+            pictures_from = self.env.storage.local_path(key) or local
+        result = self._thumbnails(index, output, pictures_from, plan, produced)
         self._report(index, 1.0)
-        return replace(thumbs, file=produced)
+        return result
 
-    def _prepare(self, index: int, file_id: str, name: str, source: Path, plan: Any, overlays: list[Any],
+    def _key(self, name: str) -> str:
+        """The storage key of a file named `name` under the job's `output_prefix`."""
+        return self.run.pipeline_folder + relative_input_path(self.run.output_prefix + name, label="output name")
+
+    def _prepare(self, index: int, name: str, source: Path, plan: EncodePlan, logo: LogoOverlay | None,
                  progress: Callable[[float], None]) -> ProducedFile:
-        """Prepare the A/B variants of one rendition and store the title folder."""
+        """Prepare the A/B variants of one rendition (one title key, one grid) and store the title."""
         strength = (self.run.autograph or {}).get("watermark_strength", "light")
-        if overlays or plan.trims_input:
-            # The engine marks what it is given: burn the logo and cut the excerpt first, near-losslessly.
-            intermediate = self.work / f"intermediate-{index}.mkv"
-            transcode.encode(source, intermediate, plan.intermediate(), logo=overlays[0] if overlays else None,
-                             progress=lambda f: progress(f * 0.3), cancelled=self.beat.cancelled)  # fmt: skip
-            source, offset, scale = intermediate, 0.3, 0.7
-        else:
-            offset, scale = 0.0, 1.0
+        start, span = 0.0, 1.0
+        if planning.needs_intermediate(plan, logo=logo is not None):
+            # The engine marks what it is given: burn the logo in and cut the excerpt first.
+            staged = self.work / f"intermediate-{index}.{planning.INTERMEDIATE_CONTAINER}"
+            transcode.encode(source, staged, planning.intermediate(plan), logo=logo,
+                             progress=lambda f: progress(f * INTERMEDIATE_SHARE), cancelled=self.beat.cancelled)  # fmt: skip
+            source, start, span = staged, INTERMEDIATE_SHARE, 1.0 - INTERMEDIATE_SHARE
         folder = self.work / f"title-{index}"
         embed.prepare(
             source, folder, strength=strength, position_seconds=AUTOGRAPH_POSITION_S, height=plan.height,
             key=self.title_key, workers=self.env.prepare_workers, cancelled=self.beat.cancelled,
-            progress=lambda done, total: progress(offset + scale * done / max(total, 1)),
+            progress=lambda done, total: progress(start + span * done / max(total, 1)),
         )  # fmt: skip
+        # What a viewer gets is a copy; its media fields are those of variant A's copy.
         copy = self.work / f"title-{index}-copy.mp4"
         _concatenate(copy, [folder / INIT_FILE, folder / VARIANT_FILES["A"]])
-        media = probe(copy).file_fields()
-        media["size_on_disk"] = sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
+        media = probe(copy).file_columns()
         copy.unlink()
+        media["size_on_disk"] = sum(path.stat().st_size for path in folder.iterdir() if path.is_file())
+        file_id = new_id()
         prefix = f"{TITLES_PREFIX}{file_id}/"
         self.stored.append(prefix)
         self.env.storage.put_tree(prefix, folder)
         return ProducedFile(id=file_id, name=name, storage_key=prefix, subtype="video", autograph=True, media=media)
 
-    def _logo(self, logo: dict[str, Any]) -> Any:
-        image = logo["logo_image"]
-        base = self.run.pipeline.get("image_download_dir")
-        uri = image if "://" in image else (_join(base, relative_input_path(image)) if base else None)
-        if uri is None:
-            key = self.run.pipeline_folder + relative_input_path(image)
-            if self.env.storage.stat(key) is None:
-                raise JobFailed(failures.INPUT_NOT_FOUND, f"logo {image} is not in the pipeline's store")
-            local = self.env.storage.local_path(key) or self.work / f"logo-{new_id()}"
-            if not local.exists():
-                self.env.storage.download(key, local)
-        else:
-            local = self.work / f"logo-{new_id()}{posixpath.splitext(image)[1][:8]}"
-            fetch(uri, local, policy=self._policy(), cancelled=self.beat.cancelled)
-        return logos.LogoOverlay(image=local, preset=logo["logo_preset"])
-
-    def _thumbnails(self, index: int, output: dict[str, Any], source: Path, plan: Any,
-                    source_media: dict[str, Any]) -> OutputResult:
+    def _thumbnails(self, index: int, output: dict[str, Any], source: Path, plan: EncodePlan,
+                    produced: ProducedFile) -> OutputResult:
         """Thumbnails per `thumbnails[]` entry: image files, a folder record each, one zip of all."""
         entries = output.get("thumbnails") or []
-        placeholder = ProducedFile(id="", name="", storage_key=None)
         if not entries:
-            return OutputResult(file=placeholder)
-        run = self.run
+            return OutputResult(file=produced)
         folders: list[ProducedFile] = []
         images: list[ProducedFile] = []
-        paths: list[Path] = []
+        stored_paths: list[Path] = []
+        duration_ms = int(produced.media.get("duration") or 0)
         for number, entry in enumerate(entries):
             outdir = self.work / f"thumbnails-{index}-{number}"
             outdir.mkdir()
             made = thumbnails.make_thumbnails(
-                source, outdir, preset=entry["thumbnail_preset"], names=entry.get("thumbnail_names") or "thumb_{resolution}",
-                resolution=plan.resolution, duration_ms=source_media.get("duration") or 0, cancelled=self.beat.cancelled,
+                source, outdir, preset=entry["thumbnail_preset"], names=entry.get("thumbnail_names"),
+                resolution=plan.resolution, duration_ms=duration_ms, cancelled=self.beat.cancelled,
             )  # fmt: skip
             folder_id = new_id()
-            folder_key = run.pipeline_folder + relative_input_path(run.output_prefix or ".") + "/"
             children = []
             for path in made:
-                key = run.pipeline_folder + relative_input_path(run.output_prefix + path.name)
+                media = probe(path).file_columns()
+                key = self._key(path.name)
                 self._put(key, path)
-                image = ProducedFile(id=new_id(), name=path.name, storage_key=key, subtype="image",
-                                     media=probe(self._stored_path(key, path)).file_fields(),
+                stored_paths.append(self.env.storage.local_path(key) or path)
+                image = ProducedFile(id=new_id(), name=path.name, storage_key=key, subtype="image", media=media,
                                      parents=[{"id": folder_id, "type": "folder", "is_root": False}])  # fmt: skip
                 images.append(image)
                 children.append({"id": image.id, "name": image.name})
-                paths.append(self._stored_path(key, path))
-            folders.append(ProducedFile(id=folder_id, name=f"{entry['thumbnail_preset']}", storage_key=folder_key,
-                                        type="folder", elements=children))  # fmt: skip
-        zip_name = f"{posixpath.splitext(_object_name(output['output_name'], resolution=plan.resolution, extension='zip'))[0]}_thumbnails.zip"
-        zip_local = self.work / f"thumbnails-{index}.zip"
-        thumbnails.zip_files(paths, zip_local)
-        zip_key = run.pipeline_folder + relative_input_path(run.output_prefix + zip_name)
-        media = {"size": zip_local.stat().st_size, "mime_type": "application/zip", "md5_checksum": _md5(zip_local)}
+            folders.append(ProducedFile(id=folder_id, name=entry["thumbnail_preset"], storage_key=None, type="folder",
+                                        elements=children))  # fmt: skip
+        zip_name = posixpath.splitext(produced.name)[0] + THUMBNAIL_ZIP_SUFFIX
+        zip_local = thumbnails.zip_files(stored_paths, self.work / f"thumbnails-{index}.zip")
+        media = {"size": zip_local.stat().st_size, "mime_type": "application/zip", "md5_checksum": md5_of(zip_local)}
+        zip_key = self._key(zip_name)
         self._put(zip_key, zip_local)
         archive = ProducedFile(id=new_id(), name=zip_name, storage_key=zip_key, type="archive", subtype="zip",
                                media=media, elements=[{"id": image.id, "name": image.name} for image in images])  # fmt: skip
-        return OutputResult(file=placeholder, thumbnail_folders=folders, thumbnails=images, thumbnail_zip=archive)
-
-    # storage ------------------------------------------------------------------------------------------
+        return OutputResult(file=produced, thumbnail_folders=folders, thumbnails=images, thumbnail_zip=archive)
 
     def _put(self, key: str, local: Path) -> None:
         self.stored.append(key)
         self.env.storage.put_file(key, local)
-
-    def _stored_path(self, key: str, local: Path) -> Path:
-        """A readable local copy of a blob just stored from `local` (moved in, or copied)."""
-        return self.env.storage.local_path(key) or local
-
-    def _local(self, produced: ProducedFile) -> Path:
-        assert produced.storage_key is not None
-        path = self.env.storage.local_path(produced.storage_key)
-        if path is None:
-            path = self.work / f"stored-{produced.id}"
-            self.env.storage.download(produced.storage_key, path)
-        return path
 
 
 # ---- recovery -------------------------------------------------------------------------------------
@@ -350,7 +333,10 @@ class _Import:
 
 def recover(db: Database, env: ImportEnv, submit: Callable[[str], None]) -> None:
     """Requeue jobs whose worker died (or fail them after `max_attempts`); fail queued jobs past
-    their pipeline's `cancel_timeout`. Safe to run from every worker at once."""
+    their pipeline's `cancel_timeout`; remove dead workers' workspaces. Safe to run from every
+    worker at once."""
+    for name in remove_leftovers(env.data_dir):
+        log.info("removed the workspace %s of a worker that is gone", name)
     now = now_ms()
     for stalled in job_runs.stalled(db, now=now):
         if stalled.attempts >= env.max_attempts:
@@ -370,10 +356,6 @@ def recover(db: Database, env: ImportEnv, submit: Callable[[str], None]) -> None
 # ---- helpers --------------------------------------------------------------------------------------
 
 
-def _join(base: str, relative: str) -> str:
-    return base.rstrip("/") + "/" + relative
-
-
 def _object_name(template: str, *, resolution: str, extension: str) -> str:
     """The output's file name: the template with `{resolution}`, ending in the preset's extension."""
     name = template.replace("{resolution}", resolution)
@@ -384,22 +366,4 @@ def _concatenate(target: Path, parts: list[Path]) -> None:
     with open(target, "wb") as out:
         for part in parts:
             with open(part, "rb") as src:
-                while chunk := src.read(1 << 20):
-                    out.write(chunk)
-
-
-def _md5(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(path, "rb") as src:
-        while chunk := src.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def _media_info(path: Path) -> Any:
-    return probe(path)
-
-
-__all__ = ["AUTOGRAPH_POSITION_S", "ImportEnv", "recover", "redact", "run", "INDEX_FILE"]
+                shutil.copyfileobj(src, out, COPY_CHUNK_BYTES)

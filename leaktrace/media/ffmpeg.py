@@ -1,18 +1,21 @@
 """Running the ffmpeg and ffprobe binaries: process group, progress, cancellation, error mapping.
 
 Every run gets its own process group (`start_new_session`), so cancelling kills ffmpeg and any
-helper it started, never the worker. ffmpeg reports progress on stdout (`-progress pipe:1`,
+helper it started, never the worker; and ffmpeg is killed by the kernel when the thread that
+started it dies (`PR_SET_PDEATHSIG`), so a worker killed outright leaves no encoder running on. ffmpeg reports progress on stdout (`-progress pipe:1`,
 `key=value` lines, `out_time_us` in microseconds); the caller's thread polls `cancelled` every
 POLL_S while reading it, so a cancel takes effect within POLL_S plus the kill.
 """
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import queue
 import signal
 import subprocess
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -89,8 +92,9 @@ def run(
     """
     command = [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-v", "error", "-progress", "pipe:1", "-y", *arguments]
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True
-    )
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, start_new_session=True,
+        preexec_fn=_die_with_parent,
+    )  # fmt: skip
     times: queue.Queue[float | None] = queue.Queue()
     errors: deque[bytes] = deque(maxlen=STDERR_LINES_KEPT)
     readers = [
@@ -112,6 +116,16 @@ def run(
         raise MediaError(_code_for(stderr), f"ffmpeg failed: {_last_line(stderr, *redact)}")
     if progress is not None:
         progress(1.0)
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2) option: the signal a child gets when its parent thread exits
+_libc = ctypes.CDLL(None, use_errno=True) if sys.platform == "linux" else None
+
+
+def _die_with_parent() -> None:
+    """In the forked child before exec: ask the kernel for SIGKILL when the parent goes away."""
+    if _libc is not None:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _follow(

@@ -27,7 +27,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any
 
@@ -121,6 +121,33 @@ class EncodePlan:
     def resolution(self) -> str:
         """The `{resolution}` placeholder: "720p" from the output height, "audio" without video."""
         return f"{self.video.height}p" if self.video else "audio"
+
+
+# Bits per pixel per frame of an intermediate encode: well above what x264 needs to be visually
+# transparent, so a second encode (the AutoGraph prepare) starts from what the source showed.
+INTERMEDIATE_BITS_PER_PIXEL = 1.0
+INTERMEDIATE_CONTAINER = "mkv"
+
+
+def needs_intermediate(plan: EncodePlan, *, logo: bool) -> bool:
+    """True when an AutoGraph rendition needs a first encode: the engine marks what it is given,
+    so a logo, a start time or a length limit must be applied before it."""
+    return logo or plan.start_time_s > 0 or plan.max_duration_s is not None
+
+
+def intermediate(plan: EncodePlan) -> EncodePlan:
+    """`plan` as a near-lossless H.264 stage in Matroska, at the same size, time span and rate."""
+    if plan.video is None:
+        raise MediaError("unsupported_codec", "an intermediate encode needs a video stream")
+    video = plan.video
+    kbps = math.ceil(video.width * video.height * video.framerate * INTERMEDIATE_BITS_PER_PIXEL / 1000)
+    return replace(
+        plan,
+        container=INTERMEDIATE_CONTAINER,
+        muxer=MUXERS[INTERMEDIATE_CONTAINER],
+        video=replace(video, encoder=VIDEO_ENCODERS[H264_CODEC_ID].name, profile="high", pixel_format="yuv420p",
+                      bitrate_kbps=kbps, maxrate_kbps=2 * kbps, bufsize_kbit=2 * kbps, passes=1),  # fmt: skip
+    )
 
 
 def plan_output(

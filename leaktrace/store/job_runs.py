@@ -154,6 +154,8 @@ def renew(
 
 
 def _file_row(run: JobRun, produced: ProducedFile, now: int) -> File:
+    media = dict(produced.media)
+    probed_subtype = media.pop("subtype", None)
     return File(
         id=produced.id,
         user_id=run.user_id,
@@ -164,14 +166,14 @@ def _file_row(run: JobRun, produced: ProducedFile, now: int) -> File:
         storage_key=produced.storage_key,
         name=produced.name,
         type=produced.type,
-        subtype=produced.subtype,
+        subtype=produced.subtype or probed_subtype,
         autograph=produced.autograph,
         parents=produced.parents,
         elements=produced.elements,
         finished_at=now,
         created_at=now,
         updated_at=now,
-        **produced.media,
+        **media,
     )
 
 

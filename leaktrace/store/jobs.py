@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -88,6 +89,7 @@ def create(
     title: str | None,
     unique_custom_key: str | None,
     submitted_keys: list[str],
+    local_dirs: tuple[Path, ...] = (),
 ) -> Job:
     """Validate references and store a QUEUED job with a file record for its input."""
     with db.write() as session:
@@ -151,7 +153,8 @@ def create(
             relative_input_path(name, label=f"outputs[{index}]: output_prefix + output_name")
         session.add(job)
         session.flush()
-        location = resolve_input(pipeline, input_name)  # refuses names leaving the pipeline's folder
+        # refuses names leaving the pipeline's folder, and file:// outside `local_dirs`
+        location = resolve_input(pipeline, input_name, local_dirs=local_dirs)
         session.add(
             File(
                 id=job.input_file_id,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import posixpath
 from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -27,6 +28,8 @@ DEFAULT_NAME = "Default Pipeline"
 ONGOING = ("QUEUED", "PROCESSING")
 # Where inputs and outputs may live outside the internal store (the reference's §2.4).
 REMOTE_SCHEMES = ("s3", "sftp", "https", "http")
+LOCAL_SCHEME = "file"
+LOCAL_SCHEME = "file"  # folders the operator lists in LEAKTRACE_FETCH_LOCAL_DIRS
 
 # Plain fields a caller may set; option groups merge key by key on update.
 FIELDS = (
@@ -201,6 +204,19 @@ def check_remote_uri(name: str, uri: str) -> None:
         raise InvalidInput(f"{name} must be a URI with a host and one of the schemes {', '.join(REMOTE_SCHEMES)}")
 
 
+def check_local_uri(name: str, uri: str, *, local_dirs: tuple[Path, ...]) -> None:
+    """Refuse a file:// URI outside the folders the operator allows (`local_dirs`, absolute).
+
+    A lexical check (no `..`, inside a listed folder); the fetch checks again on the resolved
+    path, so a symbolic link cannot lead out either.
+    """
+    parts = urlsplit(uri)
+    path = unquote(parts.path)
+    inside = any(PurePosixPath(path).is_relative_to(folder) for folder in local_dirs)
+    if parts.netloc or ".." in path.split("/") or not path.startswith("/") or not inside:
+        raise InvalidInput(f"{name}: file:// may only name a file inside the folders the operator allows")
+
+
 def relative_input_path(input_name: str, *, label: str = "input_name") -> str:
     """The normalised relative path of an input name, or InvalidInput when it could leave its folder.
 
@@ -224,10 +240,14 @@ def relative_input_path(input_name: str, *, label: str = "input_name") -> str:
     return path
 
 
-def resolve_input(pipeline: Pipeline, input_name: str) -> InputLocation:
-    """Where `input_name` of a job or backtrace on `pipeline` lives."""
+def resolve_input(pipeline: Pipeline, input_name: str, *, local_dirs: tuple[Path, ...] = ()) -> InputLocation:
+    """Where `input_name` of a job or backtrace on `pipeline` lives (`local_dirs`: where file://
+    may point, as the operator configured)."""
     if "://" in input_name:
-        check_remote_uri("input_name", input_name)
+        if urlsplit(input_name).scheme.lower() == LOCAL_SCHEME and local_dirs:
+            check_local_uri("input_name", input_name, local_dirs=local_dirs)
+        else:
+            check_remote_uri("input_name", input_name)
         return InputLocation(storage="extern", key=None, uri=input_name)
     path = relative_input_path(input_name)
     if pipeline.input_download_dir:

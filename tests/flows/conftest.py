@@ -54,11 +54,14 @@ class Service:
         return response.json()["job"]
 
     def wait(self, job_id: str, *, until: tuple[str, ...] = FINAL, timeout_s: float = JOB_TIMEOUT_S,
-             condition: Any = None) -> dict[str, Any]:
-        """Poll the job until its status is in `until` (and `condition(job)` holds, if given)."""
+             condition: Any = None, seen: list[int] | None = None) -> dict[str, Any]:
+        """Poll the job until its status is in `until` (and `condition(job)` holds, if given);
+        `seen` collects the percentage of every poll."""
         deadline = time.monotonic() + timeout_s
         while True:
             job = self.job(job_id)
+            if seen is not None:
+                seen.append(job["percentage_completed"])
             if job["status"] in until and (condition is None or condition(job)):
                 return job
             assert time.monotonic() < deadline, f"job {job_id} still {job['status']} at {job.get('percentage_completed')}%"

@@ -64,8 +64,8 @@ def plain_job(service: Service, tmp_path_factory: pytest.TempPathFactory) -> dic
              "settings": {"video": {"width": "50%", "height": "50%", "bitrate": "25%"}}},
         ],
     })  # fmt: skip
-    seen = []
-    done = service.wait(job["id"], condition=lambda j: seen.append(j["percentage_completed"]) or True)
+    seen: list[int] = []
+    done = service.wait(job["id"], seen=seen)
     done["_progress_seen"] = seen
     return done
 

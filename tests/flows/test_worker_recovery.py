@@ -42,10 +42,10 @@ def test_a_job_whose_worker_is_killed_mid_encode_is_run_again_and_succeeds(tmp_p
     with TestClient(create_app(settings)) as client:
         account = new_account(client, settings)
         service = Service(client=client, settings=settings, account=account)
-        upload(client, account, TESTDATA / "sintel_1920x818p30_10s.mp4", "uploads/sintel.mp4")
-        job = service.submit({"input": {"input_name": "uploads/sintel.mp4"}, "outputs": [{"preset": {"id": PRESET_1080P}}]})
         first = _worker(data_dir, tmp_path / "worker.log")
         try:
+            upload(client, account, TESTDATA / "sintel_1920x818p30_10s.mp4", "uploads/sintel.mp4")
+            job = service.submit({"input": {"input_name": "uploads/sintel.mp4"}, "outputs": [{"preset": {"id": PRESET_1080P}}]})
             service.wait(job["id"], until=("PROCESSING",), condition=lambda j: j["percentage_completed"] > 5, timeout_s=120)
         finally:
             os.killpg(first.pid, signal.SIGKILL)

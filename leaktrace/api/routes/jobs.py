@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from leaktrace.api import present, responses
 from leaktrace.api.auth import require
 from leaktrace.api.openapi import error_responses, list_envelope, result_envelope, single_envelope
+from leaktrace.flows import files as file_flows
 from leaktrace.api.query import ListOptions, ViewOptions, parse_bool, parse_choice, parse_int
 from leaktrace.store import jobs as service
 from leaktrace.store.accounts import Principal
@@ -162,8 +163,10 @@ def create_job(request: Request, body: Annotated[JobRequest, Body()], principal:
     """Validate the whole body, store the job as QUEUED and queue it."""
     view = ViewOptions.from_request(request)
     job = service.create(
-        request.app.state.db, user_id=principal.user_id, application_id=principal.application_id, **_submit_arguments(body.job)
-    )
+        request.app.state.db, user_id=principal.user_id, application_id=principal.application_id,
+        local_dirs=tuple(folder.resolve() for folder in request.app.state.settings.local_input_dirs),
+        **_submit_arguments(body.job),
+    )  # fmt: skip
     request.app.state.queue.submit_job(job.id)
     ctx = responses.context(request, view, principal.user_id)
     return responses.one(ctx, view, "job", present.job(ctx, job), status=201)
@@ -211,6 +214,6 @@ def get_job(request: Request, job_id: str, principal: Principal = Depends(read))
 def delete_job(request: Request, job_id: str, principal: Principal = Depends(write)) -> Response:
     """Cancel a queued or running job, or delete a finished one with its file records."""
     view = ViewOptions.from_request(request)
-    produced = service.delete_job(request.app.state.db, user_id=principal.user_id, job_id=job_id)
-    remove_blobs(request.app.state.storage, produced)
+    state = request.app.state
+    file_flows.delete_job(state.db, state.storage, user_id=principal.user_id, job_id=job_id)
     return responses.respond(view, responses.SUCCESS_RESULT)
