@@ -114,35 +114,29 @@ def make_ping(
 
 def job_ping(job: Job, pipeline: Pipeline, *, event: str, base_url: str) -> Ping | None:
     """The ping of a job's `event` under its pipeline's `ping_urls` (None when not configured)."""
-    return make_ping(
-        ping_urls=pipeline.ping_urls,
-        application_id=job.application_id,
-        event=event,
-        kind="job",
-        object_id=job.id,
-        status=job.status,
-        percentage_completed=job.percentage_completed,
-        error_code=job.error_code,
-        error_msg=job.error_msg,
-        href=f"{base_url}/v1/jobs/{job.id}",
-    )
+    return _state_ping(job, pipeline, kind="job", event=event, base_url=base_url)
 
 
 def backtrace_ping(backtrace: Backtrace, pipeline: Pipeline, *, event: str, base_url: str) -> Ping | None:
     """The ping of a backtrace's `event`; None unless the pipeline enables backtrace pings."""
     if not pipeline.enable_backtrace_pings:
         return None
+    return _state_ping(backtrace, pipeline, kind="backtrace", event=event, base_url=base_url)
+
+
+def _state_ping(work: Job | Backtrace, pipeline: Pipeline, *, kind: str, event: str, base_url: str) -> Ping | None:
+    """A ping carrying the current state of a job or backtrace row."""
     return make_ping(
         ping_urls=pipeline.ping_urls,
-        application_id=backtrace.application_id,
+        application_id=work.application_id,
         event=event,
-        kind="backtrace",
-        object_id=backtrace.id,
-        status=backtrace.status,
-        percentage_completed=backtrace.percentage_completed,
-        error_code=backtrace.error_code,
-        error_msg=backtrace.error_msg,
-        href=f"{base_url}/v1/backtraces/{backtrace.id}",
+        kind=kind,
+        object_id=work.id,
+        status=work.status,
+        percentage_completed=work.percentage_completed,
+        error_code=work.error_code,
+        error_msg=work.error_msg,
+        href=f"{base_url}/v1/{kind}s/{work.id}",
     )
 
 

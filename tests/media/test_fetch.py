@@ -3,6 +3,8 @@ SFTP (paramiko's server side), local folders; the address guard; credentials kep
 
 from __future__ import annotations
 
+import base64
+import ipaddress
 import os
 import socket
 from http.server import BaseHTTPRequestHandler
@@ -77,9 +79,13 @@ def test_missing_is_not_found_and_errors_are_fetch_failed(http_server, tmp_path)
 
 
 def test_basic_auth_from_the_uri_reaches_the_server_but_never_the_message(http_server, tmp_path):
+    expected = "Basic " + base64.b64encode(b"studio:s3cr3t-pw").decode()
+
     def guarded(handler: BaseHTTPRequestHandler) -> None:
-        expected = "Basic " + __import__("base64").b64encode(b"studio:s3cr3t-pw").decode()
-        send_bytes(b"ok" if handler.headers.get("Authorization") == expected else b"", status=200 if handler.headers.get("Authorization") == expected else 401)(handler)
+        if handler.headers.get("Authorization") == expected:
+            send_bytes(b"ok")(handler)
+        else:
+            send_bytes(b"", status=401)(handler)
 
     http_server.routes["/private"] = guarded
     uri = http_server.url("/private").replace("http://", "http://studio:s3cr3t-pw@")
@@ -225,14 +231,10 @@ def test_unresolvable_names_fail_without_traffic(tmp_path):
     ],
 )
 def test_address_classes(address, allowed):
-    import ipaddress
-
     assert guard.is_allowed(ipaddress.ip_address(address), allowed_networks=()) is allowed
 
 
 def test_allowed_networks_open_exactly_what_they_list():
-    import ipaddress
-
     networks = Settings(fetch_allow_networks="10.1.0.0/16, ::1/128").allowed_networks
     assert guard.is_allowed(ipaddress.ip_address("10.1.2.3"), allowed_networks=networks)
     assert guard.is_allowed(ipaddress.ip_address("::1"), allowed_networks=networks)
@@ -396,6 +398,9 @@ def test_local_folders(tmp_path):
     with pytest.raises(FetchError) as missing:
         fetch((inbox / "absent.mp4").as_uri(), out / "b", policy=policy)
     assert missing.value.code == "not_found"
+    with pytest.raises(FetchError) as nul:
+        fetch(f"file://{inbox}/clip%00one.mp4", out / "b", policy=policy)
+    assert nul.value.code == "invalid_uri"
     with pytest.raises(FetchError) as none_allowed:
         fetch((inbox / "clip one.mp4").as_uri(), out / "b", policy=FetchPolicy())
     assert none_allowed.value.code == "refused_address"

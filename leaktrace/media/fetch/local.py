@@ -26,6 +26,8 @@ def allowed_path(uri: str, *, policy: FetchPolicy) -> Path:
     if parts.netloc.lower() not in LOCAL_HOSTS:
         raise FetchError("refused_address", "file:// URIs name local paths only (file:///path)")
     path = Path(unquote(parts.path))
+    if "\0" in str(path):
+        raise FetchError("invalid_uri", "a file:// path cannot contain NUL")
     if not path.is_absolute():
         raise FetchError("invalid_uri", "a file:// URI needs an absolute path")
     real = path.resolve()

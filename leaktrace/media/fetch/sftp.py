@@ -20,6 +20,9 @@ from leaktrace.media.fetch.policy import FetchError, FetchPolicy
 from leaktrace.media.fetch.source import CHUNK_BYTES, Source, translated, translating
 
 DEFAULT_PORT = 22
+# Read-ahead: requests of 32 KiB in flight at once (2 MiB), which hides the round trip without
+# asking for the whole file up front.
+MAX_REQUESTS_IN_FLIGHT = 64
 
 
 def _translate(exc: Exception) -> FetchError | None:
@@ -52,7 +55,7 @@ def open_sftp(uri: str, *, policy: FetchPolicy) -> Iterator[Source]:
             sftp.get_channel().settimeout(policy.read_timeout_s)
             total = sftp.stat(path).st_size
             remote = sftp.open(path, "rb")
-            remote.prefetch(total)
+            remote.prefetch(total, max_concurrent_requests=MAX_REQUESTS_IN_FLIGHT)
         with remote:
             yield Source(chunks=translated(iter(lambda: remote.read(CHUNK_BYTES), b""), _translate), total=total)
     finally:
