@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import subprocess
 import threading
@@ -11,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from leaktrace.media.errors import MediaError
+from leaktrace.media import ffmpeg
+from leaktrace.media.errors import MediaError, from_os_error
 from leaktrace.media.logos import LogoOverlay
 from leaktrace.media.probe import probe
 from leaktrace.media.transcode import EncodePlan, encode, partial_path, plan_output
@@ -147,3 +149,12 @@ def test_unreadable_input_leaves_nothing(tmp_path: Path, clip):
     assert raised.value.code == "unreadable_input"
     assert str(tmp_path) not in raised.value.message
     assert sorted(p.name for p in tmp_path.iterdir()) == ["fake.mp4"]
+
+
+def test_a_full_disk_is_out_of_space(clip):
+    """ffmpeg writing to /dev/full fails with ENOSPC, as on a full disk."""
+    source = clip("tears_of_steel_360p24_10s.mp4")
+    with pytest.raises(MediaError) as raised:
+        ffmpeg.run(["-i", str(source), "-t", "1", "-c", "copy", "-f", "mp4", "/dev/full"], duration_s=1.0)
+    assert raised.value.code == "out_of_space"
+    assert from_os_error(OSError(errno.ENOSPC, "No space left on device"), Path("/x/out.zip")).code == "out_of_space"
