@@ -5,6 +5,9 @@ video's width (its height follows the image's own aspect ratio) and placed in <c
 MARGIN_PERCENT % of the video width away from both edges. Sizes relative to the video keep a logo
 the same visual size in every rendition of a ladder (a 1080p and a 360p output look alike).
 Images with an alpha channel (PNG) are blended; opaque images cover their rectangle.
+
+The short names `Logo<percent>` (as in the reference's job example, `Logo15`) place a logo of
+that width in the bottom right corner, where broadcasters put theirs.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ from typing import Literal
 Corner = Literal["top_left", "top_right", "bottom_left", "bottom_right"]
 CORNERS: tuple[Corner, ...] = ("top_left", "top_right", "bottom_left", "bottom_right")
 WIDTH_PERCENTS = (10, 20, 30)
+SHORT_WIDTH_PERCENTS = (5, 10, 15, 20, 25, 30)  # the `Logo<percent>` names
+SHORT_CORNER: Corner = "bottom_right"
 MARGIN_PERCENT = 2
 
 # overlay's x and y for each corner; W/H are the video's size, w/h the scaled logo's, m the margin.
@@ -52,8 +57,14 @@ class LogoPreset:
 
 
 LOGO_PRESETS: dict[str, LogoPreset] = {
-    f"logo_{percent}_{corner}": LogoPreset(name=f"logo_{percent}_{corner}", width_percent=percent, corner=corner)
-    for percent, corner in product(WIDTH_PERCENTS, CORNERS)
+    **{
+        f"logo_{percent}_{corner}": LogoPreset(name=f"logo_{percent}_{corner}", width_percent=percent, corner=corner)
+        for percent, corner in product(WIDTH_PERCENTS, CORNERS)
+    },
+    **{
+        f"Logo{percent}": LogoPreset(name=f"Logo{percent}", width_percent=percent, corner=SHORT_CORNER)
+        for percent in SHORT_WIDTH_PERCENTS
+    },
 }
 
 

@@ -9,7 +9,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 
-from leaktrace.store import jobs as job_service
 from leaktrace.store.models import File, Job
 from tests.api.helpers import PRESET_720P, Account, finish_job, job_body, submit_job
 
@@ -39,11 +38,15 @@ def test_submit_returns_queued_job_and_queues_its_id(client: TestClient, account
     assert input_file.job_id == job["id"] and input_file.storage == "extern"
 
 
-def test_running_the_task_leaves_the_job_queued(client: TestClient, account: Account, db) -> None:  # type: ignore[no-untyped-def]
+def test_running_the_task_of_a_job_without_its_input_fails_it_with_the_documented_code(
+    client: TestClient, account: Account
+) -> None:
     job = submit_job(client, account)
     client.app.state.queue.run_job.call_local(job["id"])  # type: ignore[attr-defined]
-    assert client.get(f"/v1/jobs/{job['id']}", headers=account.headers).json()["job"]["status"] == "QUEUED"
-    job_service.process(db, job_id="0" * 24)  # a deleted job is skipped quietly
+    ended = client.get(f"/v1/jobs/{job['id']}", headers=account.headers).json()["job"]
+    assert (ended["status"], ended["error_code"]) == ("FAILURE", "0x0050010")
+    assert ended["error_msg"] == "Input file not found: input uploads/abc/movie.mp4 is not in the pipeline's store"
+    client.app.state.queue.run_job.call_local("0" * 24)  # type: ignore[attr-defined]  # an unknown job is skipped quietly
 
 
 @pytest.mark.parametrize(

@@ -28,7 +28,14 @@ def test_thumbnail_presets_listed_without_a_token(client: TestClient) -> None:
 
 def test_logo_presets_in_json_and_xml(client: TestClient, account: Account) -> None:
     presets = client.get("/v1/presets/logos", headers=account.headers).json()["logo_presets"]
-    assert len(presets) == 12
+    assert len(presets) == 12 + 6  # every percent and corner, and the short names Logo5 … Logo30
+    assert presets[-4] == {
+        "name": "Logo15",
+        "description": "Logo 15% of the video width, bottom right, 2% margin",
+        "width_percent": 15,
+        "corner": "bottom_right",
+        "margin_percent": 2,
+    }
     assert presets[2] == {
         "name": "logo_10_bottom_left",
         "description": "Logo 10% of the video width, bottom left, 2% margin",

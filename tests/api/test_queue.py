@@ -73,13 +73,13 @@ def test_worker_process_consumes_redis_queue(tmp_path: Path, redis_url: str) -> 
         with log.open("w") as out:
             worker = subprocess.Popen([sys.executable, "-m", "leaktrace.cli", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
-            assert _wait_for(lambda: f"job {job['id']} stays QUEUED" in log.read_text()), log.read_text()
+            assert _wait_for(lambda: f"job {job['id']} failed" in log.read_text()), log.read_text()
             assert client.app.state.queue.huey.pending_count() == 0  # type: ignore[attr-defined]
         finally:
             worker.terminate()
             worker.wait(timeout=30)
         shown = client.get(f"/v1/jobs/{job['id']}", headers=account.headers).json()["job"]
-        assert shown["status"] == "QUEUED"  # nothing processes jobs yet; no result is faked
+        assert (shown["status"], shown["error_code"]) == ("FAILURE", "0x0050010")  # its input was never uploaded
 
 
 def test_embedded_consumer_threads_drain_the_sqlite_queue(tmp_path: Path) -> None:

@@ -12,12 +12,16 @@ from leaktrace.api import present, responses
 from leaktrace.api.auth import require
 from leaktrace.api.openapi import error_responses, list_envelope, result_envelope, single_envelope
 from leaktrace.flows import files as file_flows
+from leaktrace.media.logos import check_logo_preset
+from leaktrace.media.thumbnails import check_thumbnail_preset, thumbnail_names
 from leaktrace.api.query import ListOptions, ViewOptions, parse_bool, parse_choice, parse_int
 from leaktrace.store import jobs as service
 from leaktrace.store.accounts import Principal
 from leaktrace.store.listing import Sort
 
 router = APIRouter(tags=["jobs"])
+
+MAX_LOGOS = 1  # one logo per output is burnt in (docs/api-decisions.md)
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
 # Sizes relative to the source or the preset ("90%"), or absolute numbers.
@@ -48,10 +52,21 @@ class Thumbnail(Strict):
     thumbnail_names: str | None = None
     thumbnail_preset: NonEmpty
 
+    @model_validator(mode="after")
+    def _known(self) -> Thumbnail:
+        check_thumbnail_preset(self.thumbnail_preset)
+        thumbnail_names(self.thumbnail_names, resolution="720p", count=1)  # refuses paths and unknown placeholders
+        return self
+
 
 class Logo(Strict):
     logo_image: NonEmpty
     logo_preset: NonEmpty
+
+    @model_validator(mode="after")
+    def _known(self) -> Logo:
+        check_logo_preset(self.logo_preset)
+        return self
 
 
 class VideoSettings(Strict):
@@ -80,7 +95,7 @@ class JobOutput(Strict):
     preset_id: NonEmpty | None = None
     output_name: NonEmpty | None = None
     thumbnails: list[Thumbnail] | None = None
-    logos: list[Logo] | None = None
+    logos: list[Logo] | None = Field(default=None, max_length=MAX_LOGOS)
     settings: OutputSettings | None = None
 
     @model_validator(mode="after")
