@@ -9,6 +9,7 @@ its job and result are plain data.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -56,6 +57,7 @@ class ChunkResult:
     model_scale: dict[str, float] = field(default_factory=dict)
     squared_error: dict[str, float] = field(default_factory=dict)
     intra_pictures: int = 0
+    cpu_seconds: float = 0.0   # CPU time of the process that prepared the chunk, while it did
 
 
 def prepare_chunk(job: ChunkJob, frames: Sequence[np.ndarray], *, on_position: Callable[[int], None] | None = None,
@@ -65,12 +67,15 @@ def prepare_chunk(job: ChunkJob, frames: Sequence[np.ndarray], *, on_position: C
     `on_position(frames)` is called as each position's frames are encoded; `cancelled` is polled
     before each position. Errors are PrepareError (plain data, so they cross process boundaries).
     """
+    began = time.process_time()
     try:
-        return _ChunkPreparer(job).run(frames, on_position=on_position, cancelled=cancelled)
+        result = _ChunkPreparer(job).run(frames, on_position=on_position, cancelled=cancelled)
     except av.FFmpegError as exc:
         raise PrepareError(f"decoding or encoding failed: {exc}") from None
     except h264.UnsupportedSyntax as exc:
         raise PrepareError(f"the unmarked encode uses H.264 syntax the marker cannot rewrite: {exc}") from None
+    result.cpu_seconds = time.process_time() - began
+    return result
 
 
 class _ChunkPreparer:

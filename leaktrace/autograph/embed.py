@@ -196,6 +196,8 @@ def prepare(input_path: str | os.PathLike[str], outdir: str | os.PathLike[str], 
         "reference": stats["reference"],
         "positions": positions,
         "prepare_seconds": round(time.monotonic() - started, 3),
+        # CPU time of the worker processes (0 with one worker: it all runs in the calling process)
+        "worker_cpu_seconds": round(stats["worker_cpu_seconds"], 3),
     }
     (outdir / package.MANIFEST_FILE).write_text(json.dumps(manifest, indent=1) + "\n")
     log.info("prepared %s: %d frames, %d positions, %d workers, %.1f s", input_path.name, n_frames, len(positions),
@@ -293,6 +295,7 @@ def _encode_title(container: av.container.InputContainer, outdir: Path | None, r
         "intra_pictures": sum(r.intra_pictures for r in results),
         "rms": {index: rms for r in results for index, rms in r.rms.items()},
         "model_scale": [r.model_scale for r in results],
+        "worker_cpu_seconds": sum(r.cpu_seconds for r in results) if workers > 1 else 0.0,
     }
 
 

@@ -15,7 +15,7 @@ from leaktrace.autograph.plan import plan_chunks, plan_positions
 CLIP = "caminandes_360p24_10s.mp4"
 # 6 s at 1 s positions in chunks of 2 s: three chunks, so three workers each get one
 SMALL = {"height": 144, "duration": 6.0, "position_seconds": 1.0, "chunk_seconds": 2.0, "key": bytes(range(32))}
-TIMING_FIELDS = ("prepare_seconds",)
+TIMING_FIELDS = ("prepare_seconds", "worker_cpu_seconds")
 
 
 def _folder_bytes(outdir: Path) -> dict[str, bytes]:
