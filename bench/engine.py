@@ -42,10 +42,12 @@ def missing_commands() -> list[str]:
     return [name for name in ("prepare", "copy", "trace") if name not in listed]
 
 
-def prepare(master: Path, outdir: Path, *, position_seconds: float = 2.0, strength: str = "medium") -> float:
-    """`leaktrace autograph prepare`; return its wall time (s)."""
+def prepare(master: Path, outdir: Path, *, position_seconds: float = 2.0, strength: str = "medium",
+            workers: int | None = None) -> float:
+    """`leaktrace autograph prepare` (`workers`: its --workers, default one per core); return its wall time (s)."""
     _, elapsed = _run(["prepare", str(master), str(outdir), "--quiet", "--strength", strength,
-                       "--position-seconds", f"{position_seconds:g}"])
+                       "--position-seconds", f"{position_seconds:g}",
+                       *(["--workers", str(workers)] if workers is not None else [])])
     return elapsed
 
 

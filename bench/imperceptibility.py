@@ -333,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
             f"strength asks ({statuses['held: limit']} `held: limit`: the IDRs too, where the content cannot hide "
             f"more, `pattern.JND_FLAT` + `pattern.JND_SLOPE` x its activity; {statuses['held: fades']} "
             f"`held: fades`: the IDRs carry the target, the mark fades along the GOP, and more on the IDRs "
-            f"would step up at every switch, `embed.RMS_RANGE` and `embed.PEAK_MSE_FACTOR`); "
+            f"would step up at every switch, `strength.RMS_RANGE` and `strength.PEAK_MSE_FACTOR`); "
             f"{len(misses)} below it (`MISSED`: more mark than asked).\n\n"
             f"{table}\n\nStills (1:1 crop {SKY_CROP[2]}x{SKY_CROP[3]} of the flat sky in {STILL_CLIP} at "
             f"{STILL_TIME:g} s, variant A; `_diff_x8` = 128 + 8 x (marked - unmarked)): "

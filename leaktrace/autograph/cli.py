@@ -31,6 +31,8 @@ def prepare(
     preset: str = typer.Option("veryfast", help="libx264 preset of both variants."),
     duration: float = typer.Option(None, help="Prepare only the first SECONDS of the input."),
     force: bool = typer.Option(False, "--force", help="Replace an existing prepared title in OUTDIR."),
+    workers: int = typer.Option(None, min=1, help="Processes preparing chunks side by side (default: one per core); "
+                                                  "the output is the same whatever the number."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Write the A/B variants, the fragment index, the key and the detection reference of INPUT."""
@@ -46,7 +48,7 @@ def prepare(
         task = bar.add_task("prepare", total=None)
         try:
             manifest = prepare_title(input_path, outdir, strength=strength, position_seconds=position_seconds,
-                                     height=height, crf=crf, preset=preset, duration=duration, force=force,
+                                     height=height, crf=crf, preset=preset, duration=duration, force=force, workers=workers,
                                      progress=lambda done, total: bar.update(task, completed=done, total=total))
         except PrepareError as exc:
             bar.stop()

@@ -133,7 +133,8 @@ class ReferenceBuilder:
         self._have_position = np.zeros(n_pos, bool)
         self._fingerprints: list[np.ndarray] = []
         self._chroma = np.full((self.det_h // 2, self.det_w), 128, np.uint8)
-        self._container = av.open(str(self.folder / "luma.mkv"), "w")
+        # bitexact: no random segment UID or date, so a title's reference is the same bytes every time
+        self._container = av.open(str(self.folder / "luma.mkv"), "w", options={"fflags": "+bitexact"})
         self._stream = self._container.add_stream("libx264", rate=self.fps)
         self._stream.width, self._stream.height, self._stream.pix_fmt = self.det_w, self.det_h, "yuv420p"
         # fastdecode (no CABAC, no deblocking): every trace decodes this, 44 % less CPU for 13 % more bytes

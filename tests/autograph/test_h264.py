@@ -6,7 +6,8 @@ import av
 import numpy as np
 import pytest
 
-from leaktrace.autograph import embed, h264
+from leaktrace.autograph import h264
+from leaktrace.autograph.encoder import X264_PARAMS, retimed, yuv_frame
 
 WIDTH, HEIGHT, FRAMES, CUT = 128, 96, 24, 12
 
@@ -15,7 +16,7 @@ def _encoder(*, extra: str, **rate: str) -> av.codec.context.CodecContext:
     encoder = av.CodecContext.create("libx264", "w")
     encoder.width, encoder.height, encoder.pix_fmt = WIDTH, HEIGHT, "yuv420p"
     encoder.time_base, encoder.framerate = Fraction(1, 25), Fraction(25)
-    encoder.options = {**rate, "preset": "veryfast", "forced-idr": "1", "x264-params": embed.X264_PARAMS + extra}
+    encoder.options = {**rate, "preset": "veryfast", "forced-idr": "1", "x264-params": X264_PARAMS + extra}
     return encoder
 
 
@@ -40,7 +41,7 @@ def _decode(access_units: list[bytes], like: list[av.Packet]) -> dict[int, np.nd
     decoder = av.CodecContext.create("h264", "r")
     lumas = {}
     for data, packet in zip(access_units, like, strict=True):
-        for frame in decoder.decode(embed._retimed(data, packet)):
+        for frame in decoder.decode(retimed(data, packet)):
             lumas[frame.pts] = frame.to_ndarray(format="yuv420p")
     for frame in decoder.decode(None):
         lumas[frame.pts] = frame.to_ndarray(format="yuv420p")
@@ -52,7 +53,7 @@ def _decode(access_units: list[bytes], like: list[av.Packet]) -> dict[int, np.nd
 def test_a_reencoded_picture_decodes_in_the_place_of_an_intra_picture_after_a_cut(extra, slices):
     encoder = _encoder(extra=extra, crf="20")
     packets = [p for index, yuv in enumerate(_two_scenes())
-               for p in encoder.encode(embed._yuv_frame(yuv, index, idr=index == 0))] + encoder.encode(None)
+               for p in encoder.encode(yuv_frame(yuv, index, idr=index == 0))] + encoder.encode(None)
     unmarked = [bytes(packet) for packet in packets]
     headers = h264.parameter_set_units(h264.nal_units(unmarked[0]))
     syntax = h264.SliceSyntax.of(headers)
@@ -67,7 +68,7 @@ def test_a_reencoded_picture_decodes_in_the_place_of_an_intra_picture_after_a_cu
     picture = u[CUT].copy()
     picture[:HEIGHT] = np.clip(picture[:HEIGHT].astype(int) + np.where(np.arange(WIDTH) < WIDTH // 2, 4, -4), 0, 255)
     one_frame = _encoder(extra=f"{extra}:slices={slices}", qp="17")
-    units = h264.nal_units(b"".join(bytes(p) for p in one_frame.encode(embed._yuv_frame(picture, 0, idr=True))
+    units = h264.nal_units(b"".join(bytes(p) for p in one_frame.encode(yuv_frame(picture, 0, idr=True))
                                     + one_frame.encode(None)))
     assert h264.parameter_set_units(units) == headers and len(h264.slice_units(units)) == slices
     alone = _decode([h264.annex_b(units)], packets[:1])[0]
@@ -99,7 +100,7 @@ def test_emulation_prevention_round_trip():
 def test_only_intra_slices_are_rewritten():
     encoder = _encoder(extra="", crf="20")
     packets = [p for index, yuv in enumerate(_two_scenes()[:CUT])
-               for p in encoder.encode(embed._yuv_frame(yuv, index, idr=index == 0))] + encoder.encode(None)
+               for p in encoder.encode(yuv_frame(yuv, index, idr=index == 0))] + encoder.encode(None)
     syntax = h264.SliceSyntax.of(h264.parameter_set_units(h264.nal_units(bytes(packets[0]))))
     idr_slices = h264.slice_units(h264.nal_units(bytes(packets[0])))
     predicted = h264.slice_units(h264.nal_units(bytes(packets[1])))[0]

@@ -380,21 +380,24 @@ def test_prepare_reads_vp9_and_hevc(clip_path, codec, container, tmp_path):
 
 
 def test_a_marked_picture_that_does_not_fit_the_unmarked_headers_is_refused():
-    from leaktrace.autograph import embed, h264
+    from leaktrace.autograph import h264
+    from leaktrace.autograph.encoder import x264_encoder, yuv_frame
+    from leaktrace.autograph.intra import IntraMarker
+    from leaktrace.autograph.plan import Rendition
 
-    rendition = embed.Rendition(64, 48, Fraction(25), 25, False)
-    encoder = embed._x264_encoder(rendition, crf=20, preset="veryfast")
+    rendition = Rendition(64, 48, Fraction(25), 25, False)
+    encoder = x264_encoder(rendition, crf=20, preset="veryfast")
     yuv = np.random.default_rng(3).integers(16, 235, (72, 64), dtype=np.uint8)
-    idr = b"".join(bytes(p) for p in encoder.encode(embed._yuv_frame(yuv, 0)) + encoder.encode(None))
+    idr = b"".join(bytes(p) for p in encoder.encode(yuv_frame(yuv, 0)) + encoder.encode(None))
     headers = h264.parameter_set_units(h264.nal_units(idr))
     assert [unit[0] & 0x1F for unit in headers] == [7, 8]
     nothing = (np.zeros((48, 64), np.uint8), np.zeros((48, 64), np.uint8))
-    marker = embed.IntraMarker(rendition, qp=19, preset="veryfast", parameter_sets=headers)
+    marker = IntraMarker(rendition, qp=19, preset="veryfast", parameter_sets=headers)
     assert h264.is_intra_picture(idr)
     marked = marker.mark(idr, yuv, nothing)
     assert [u[0] & 0x1F for u in h264.nal_units(marked)].count(5) >= 1
     # another preset changes the PPS: its slices would not decode under U's headers
-    other = embed.IntraMarker(rendition, qp=19, preset="slow", parameter_sets=headers)
+    other = IntraMarker(rendition, qp=19, preset="slow", parameter_sets=headers)
     with pytest.raises(PrepareError, match="parameter sets"):
         other.mark(idr, yuv, nothing)
 
