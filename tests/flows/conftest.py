@@ -20,6 +20,7 @@ from fastapi.testclient import TestClient
 from leaktrace.api.app import create_app
 from leaktrace.config import Settings
 from leaktrace.store.db import open_database
+from leaktrace.store.models import File
 from tests.api.helpers import Account, new_account
 
 PUBLIC_URL = "https://api.xvid.com"
@@ -67,17 +68,22 @@ class Service:
             assert time.monotonic() < deadline, f"job {job_id} still {job['status']} at {job.get('percentage_completed')}%"
             time.sleep(0.2)
 
+    def _storage_key(self, file_id: str) -> str:
+        response = self.client.get(f"/v1/files/{file_id}", headers=self.headers)
+        assert response.status_code == 200, response.text  # the file is the account's
+        with self.client.app.state.db.read() as session:  # type: ignore[attr-defined]
+            return session.get(File, file_id).storage_key
+
     def blob(self, file_id: str) -> Path:
         """The local path of a stored file's bytes (downloads through the API come with delivery)."""
-        response = self.client.get(f"/v1/files/{file_id}", headers=self.headers)
-        assert response.status_code == 200, response.text
-        from leaktrace.store.models import File
-
-        with self.client.app.state.db.read() as session:  # type: ignore[attr-defined]
-            key = session.get(File, file_id).storage_key
-        path = self.client.app.state.storage.local_path(key.rstrip("/"))  # type: ignore[attr-defined]
-        assert path is not None and path.exists(), key
+        path = self.client.app.state.storage.local_path(self._storage_key(file_id))  # type: ignore[attr-defined]
+        assert path is not None and path.exists()
         return path
+
+    def tree(self, file_id: str, into: Path) -> Path:
+        """A copy of the folder stored for a file (an AutoGraph output's prepared title)."""
+        self.client.app.state.storage.download_tree(self._storage_key(file_id), into)  # type: ignore[attr-defined]
+        return into
 
 
 def upload(client: TestClient, account: Account, source: Path, object_key: str, *, chunks: int = 1) -> dict[str, Any]:
