@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from leaktrace.api.render import RenderContext, register_loader
+from leaktrace.media.fetch.uris import mask_password
 from leaktrace.store import backtraces as backtrace_service
 from leaktrace.store.backtraces import ExtractedTag
 from leaktrace.store.models import AccessRecord, Application, Backtrace, Codec, File, Job, Pipeline, Preset, Upload, User
@@ -68,7 +69,7 @@ def job(ctx: RenderContext, obj: Job) -> dict[str, Any]:
     if "unique_custom_key" in submitted:
         out["unique_custom_key"] = obj.unique_custom_key
     job_input: dict[str, Any] = {
-        "input_name": obj.input_name,
+        "input_name": mask_password(obj.input_name),
         "force_container": options.get("force_container"),
         "force_aspect_ratio": options.get("force_aspect_ratio"),
         "force_framerate": options.get("force_framerate"),
@@ -119,7 +120,7 @@ def _access(ctx: RenderContext, record: AccessRecord) -> dict[str, Any]:
 def backtrace(ctx: RenderContext, obj: Backtrace, extracted: list[ExtractedTag] | None) -> dict[str, Any]:
     """A backtrace as `GET /backtraces/ID` shows it; `extracted` is None until it has a result."""
     return ctx.obj({
-        "input": {"input_name": obj.input_name},
+        "input": {"input_name": mask_password(obj.input_name)},
         "pipeline": ctx.ref("pipeline", obj.pipeline_id),
         "file": ctx.ref("file", obj.file_id),
         "job": ctx.ref("job", obj.job_id, href=False),
@@ -153,7 +154,7 @@ def backtrace_created(ctx: RenderContext, obj: Backtrace) -> dict[str, Any]:
     return ctx.obj({
         "id": obj.id,
         "pipeline": ctx.ref("pipeline", obj.pipeline_id),
-        "input": {"input_name": obj.input_name},
+        "input": {"input_name": mask_password(obj.input_name)},
         "status": obj.status,
         "percentage_completed": obj.percentage_completed,
         "error_msg": obj.error_msg,
@@ -219,11 +220,11 @@ def pipeline(ctx: RenderContext, obj: Pipeline) -> dict[str, Any]:
         "cancel_timeout": obj.cancel_timeout,
         "default_object_timeout": obj.default_object_timeout,
         "enable_backtrace_pings": obj.enable_backtrace_pings,
-        "input_download_dir": obj.input_download_dir,
-        "image_download_dir": obj.image_download_dir,
+        "input_download_dir": mask_password(obj.input_download_dir),
+        "image_download_dir": mask_password(obj.image_download_dir),
         "download_options": ctx.blob(obj.download_options),
-        "output_upload_dir": obj.output_upload_dir,
-        "image_upload_dir": obj.image_upload_dir,
+        "output_upload_dir": mask_password(obj.output_upload_dir),
+        "image_upload_dir": mask_password(obj.image_upload_dir),
         "upload_options": ctx.blob(obj.upload_options),
         "store_options": ctx.blob(obj.store_options),
         "ping_urls": ctx.blob(obj.ping_urls),

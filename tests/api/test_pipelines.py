@@ -62,6 +62,8 @@ def test_create_returns_every_field(client: TestClient, account: Account) -> Non
     user_href = f"https://api.xvid.com/v1/users/{account.user_id}"
     assert pipeline == {
         **{key: value for key, value in FULL.items() if key not in ("ping_urls",)},
+        "input_download_dir": "s3://key:*******@eu-west-1/masters/",  # passwords are never echoed
+        "output_upload_dir": "sftp://user:*******@files.example.com:22/out/",
         "default_object_timeout": 3600,
         "ping_urls": {"error": "https://hooks.example.com/error", "warning": None, "started": None,
                       "finished": "https://hooks.example.com/done"},
@@ -107,7 +109,7 @@ def test_put_is_a_partial_update(client: TestClient, account: Account) -> None:
     assert updated["description"] is None
     assert updated["store_options"] is None
     assert updated["ping_urls"] == {**created["ping_urls"], "warning": "http://hooks.example.com/w"}
-    assert updated["input_download_dir"] == FULL["input_download_dir"]
+    assert updated["input_download_dir"] == created["input_download_dir"] == "s3://key:*******@eu-west-1/masters/"
     assert updated["version"] == 2
     assert updated["updated_at"] >= created["updated_at"]
 
@@ -334,3 +336,20 @@ def test_values_the_database_refuses_are_400_not_500(client: TestClient, account
     assert response.status_code in (201, 400), response.text
     if response.status_code == 400:
         assert response.json()["error"]["error_code"] == "0x0050001"
+
+
+def test_a_location_sent_back_as_shown_keeps_its_password(client: TestClient, account: Account, db: Any) -> None:
+    from leaktrace.store.models import Pipeline
+
+    pipeline = create(client, account, **FULL)
+    shown = client.get(f"/v1/pipelines/{pipeline['id']}", headers=account.headers).json()["pipeline"]
+    assert "secret" not in str(shown) and ":pw@" not in str(shown)
+    body = {"pipeline": {"input_download_dir": shown["input_download_dir"], "name": "renamed"}}
+    response = client.put(f"/v1/pipelines/{pipeline['id']}", json=body, headers=account.headers)
+    assert response.status_code == 200, response.text
+    with db.read() as session:
+        assert session.get(Pipeline, pipeline["id"]).input_download_dir == "s3://key:secret@eu-west-1/masters/"
+    changed = {"pipeline": {"input_download_dir": "s3://key:new-secret@eu-west-1/masters/"}}
+    client.put(f"/v1/pipelines/{pipeline['id']}", json=changed, headers=account.headers)
+    with db.read() as session:
+        assert session.get(Pipeline, pipeline["id"]).input_download_dir == "s3://key:new-secret@eu-west-1/masters/"

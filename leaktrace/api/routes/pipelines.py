@@ -13,12 +13,15 @@ from leaktrace.api import present, responses
 from leaktrace.api.auth import require
 from leaktrace.api.openapi import error_responses, list_envelope, result_envelope, single_envelope
 from leaktrace.api.query import ListOptions, ViewOptions
+from leaktrace.media.fetch.uris import mask_password
 from leaktrace.store import pipelines as service
 from leaktrace.store.accounts import Principal
 from leaktrace.store.errors import InvalidInput
 from leaktrace.store.listing import Sort
 
 router = APIRouter(tags=["pipelines"])
+
+LOCATION_FIELDS = ("input_download_dir", "image_download_dir", "output_upload_dir", "image_upload_dir")
 
 # No NUL characters: PostgreSQL cannot store them, and SQLite would; refusing them keeps both alike.
 NO_NUL = r"^[^\x00]*$"
@@ -174,6 +177,10 @@ def update_pipeline(
     view = ViewOptions.from_request(request)
     changes = body.pipeline.sent()
     _check_ping_urls(changes)
+    current = service.get(request.app.state.db, user_id=principal.user_id, pipeline_id=pipeline_id)
+    for key in LOCATION_FIELDS:  # a location sent back as shown (password masked) keeps its password
+        if key in changes and changes[key] is not None and changes[key] == mask_password(getattr(current, key)):
+            del changes[key]
     pipeline = service.update(request.app.state.db, user_id=principal.user_id, pipeline_id=pipeline_id, changes=changes)
     ctx = responses.context(request, view, principal.user_id)
     return responses.one(ctx, view, "pipeline", present.pipeline(ctx, pipeline))

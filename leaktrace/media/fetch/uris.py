@@ -19,6 +19,7 @@ from leaktrace.store.pipelines import relative_input_path
 
 FETCH_SCHEMES = ("https", "http", "s3", "sftp", "file")
 REDACTED = "***"
+MASKED_PASSWORD = "*******"  # as the users API masks passwords
 # Query parameters whose values are credentials: X-Amz-Signature, X-Amz-Credential, token, key…
 _SECRET_PARAM = re.compile(r"signature|credential|token|secret|password|key|auth", re.IGNORECASE)
 # Shorter user names or passwords are not scrubbed from free text (they would mangle it).
@@ -38,6 +39,22 @@ def redact(uri: str) -> str:
         pairs = parse_qsl(query, keep_blank_values=True)
         query = urlencode([(name, REDACTED if _SECRET_PARAM.search(name) else value) for name, value in pairs], safe="*:/")
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def mask_password(uri: str | None) -> str | None:
+    """`uri` as the API shows it: the password masked (the user name kept, so an operator can tell
+    which key is set), credential-like query values redacted; None stays None."""
+    if uri is None or "://" not in uri:
+        return uri
+    try:
+        parts = urlsplit(uri)
+        password = parts.password
+    except ValueError:
+        return REDACTED
+    shown = redact(uri)
+    if password is None or parts.username is None:
+        return shown
+    return shown.replace(f"{REDACTED}@", f"{parts.username}:{MASKED_PASSWORD}@", 1)
 
 
 def scrub(text: str, uri: str) -> str:
