@@ -103,9 +103,9 @@ class ChunkSink:
     """Where one chunk's bytes go: a storage writer that refuses to grow past `allowance_bytes`."""
 
     handle: BinaryIO
-    allowance_bytes: int
+    allowance_bytes: int  # what this chunk may add: the limit minus the other stored parts
+    limit_bytes: int  # LEAKTRACE_MAX_UPLOAD_BYTES, for the error message
     written_bytes: int = 0
-    limit_bytes: int = 0
 
     def write(self, data: bytes) -> None:
         """Append `data`; `UploadTooLarge` (and nothing kept) once the allowance is exceeded."""
@@ -170,7 +170,9 @@ def complete(db: Database, storage: Storage, *, upload_id: str) -> None:
 
     Streams the parts in chunk order into one storage writer, hashing as it goes; records size
     and MD5 and marks the upload COMPLETED, or FAILURE with the reason. Parts are deleted either
-    way. If the upload was deleted meanwhile, the assembled file is removed again.
+    way. If the upload was deleted meanwhile, the assembled file is removed again. A duplicated
+    task finds the upload COMPLETED and does nothing, or, running alongside, writes the same bytes
+    and cannot turn the COMPLETED upload into a FAILURE.
     """
     upload = uploads.find(db, upload_id=upload_id)
     if upload is None or upload.status != uploads.COMPLETING:
@@ -190,8 +192,9 @@ def complete(db: Database, storage: Storage, *, upload_id: str) -> None:
         uploads.fail(db, upload_id=upload_id, message=f"assembly failed: {reason}")
         storage.delete_prefix(parts_prefix(upload_id))
         return
-    if not uploads.finish(db, upload_id=upload_id, size=size, md5_checksum=digest.hexdigest()):
-        storage.delete(upload.storage_key)
+    recorded = uploads.finish(db, upload_id=upload_id, size=size, md5_checksum=digest.hexdigest())
+    if not recorded and uploads.find(db, upload_id=upload_id) is None:
+        storage.delete(upload.storage_key)  # deleted while it was assembled: its file goes too
     storage.delete_prefix(parts_prefix(upload_id))
 
 

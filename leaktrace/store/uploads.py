@@ -156,11 +156,11 @@ def finish(db: Database, *, upload_id: str, size: int, md5_checksum: str) -> boo
 
 
 def fail(db: Database, *, upload_id: str, message: str) -> None:
-    """Mark an upload FAILURE with a message the client may read."""
+    """Mark an upload FAILURE with a message the client may read (a COMPLETED one stays so)."""
     now = now_ms()
     with db.write() as session:
         upload = session.get(Upload, upload_id)
-        if upload is None:
+        if upload is None or upload.status == COMPLETED:
             return
         upload.status = FAILURE
         upload.error_msg = message

@@ -316,6 +316,7 @@ def test_completion_rules(client: TestClient, storage: Storage, account: Account
         ({"pipeline_id": "525ce63284aed52635e85d05"}, "does not exist"),
         ({"expires_at": "1000"}, "expires_at must be in the future"),
         ({"expires_at": "soon"}, "expires_at must be an integer"),
+        ({"expires_at": str(2**63)}, "expires_at must be at most"),
         ({"ip": "4294967296"}, "ip must be at most"),
     ],
 )
@@ -359,3 +360,20 @@ def test_deleting_the_file_removes_an_upload_in_progress(client: TestClient, sto
     assert_error(client.get(f"/v1/files/uploads/{upload['id']}", headers=account.headers), 404, NOT_FOUND)
     assert_error(send_chunk(client, upload, b"late", chunk=1, chunks=2), 404, NOT_FOUND)
     assert parts(storage, upload["id"]) == []
+
+
+def test_an_assembly_that_fails_says_why(client: TestClient, storage: Storage, account: Account) -> None:
+    upload = start(client, account, "uploads/vanishing.bin")
+    for chunk in (0, 1):
+        assert send_chunk(client, upload, b"part", chunk=chunk, chunks=2).status_code == 201
+    url = f"/v1/files/uploads/{upload['id']}"
+    assert client.put(url, json={"upload": {"nb_chunks": 2}}, headers=account.headers).status_code == 200
+    storage.delete(f"{parts_prefix(upload['id'])}/000001")  # lost before the worker got to it
+    client.app.state.queue.complete_upload.call_local(upload["id"])  # type: ignore[attr-defined]
+    failed = client.get(url, headers=account.headers).json()["upload"]
+    assert (failed["status"], failed["error_msg"]) == ("FAILURE", "assembly failed: a chunk disappeared")
+    assert not storage.exists(f"pipelines/{account.pipeline_id}/uploads/vanishing.bin")
+    assert parts(storage, upload["id"]) == []
+    assert_error(client.put(url, json={"upload": {"nb_chunks": 2}}, headers=account.headers), 400, INVALID, "failed")
+    # The key is free again for a new upload.
+    assert start(client, account, "uploads/vanishing.bin")["status"] == "UPLOADING"

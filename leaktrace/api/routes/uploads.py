@@ -40,6 +40,7 @@ PREFIXES = ("/v1/files/uploads", "/v1/files/intern/uploads")
 # so the application's request-body cap must not apply to it.
 FORM_PATH = re.compile(r"^/v1/files/(intern/)?uploads/[^/]+/form/?$")
 MAX_IPV4 = 2**32 - 1
+MAX_EXPIRES_AT_S = (2**63 - 1) // 1000  # stored in ms in a 64-bit column
 # Form bodies stream in worker threads of their own, so slow uploads never take the threads
 # that serve every other request; further uploads wait for a free one.
 CONCURRENT_UPLOAD_STREAMS = 64
@@ -79,7 +80,7 @@ def _present(request: Request, view: ViewOptions, upload: Upload, *, user_id: st
 
 def _expiry_ms(raw: str | None) -> int | None:
     """`expires_at` (epoch seconds) as epoch ms: default 7 days from now, 0 = never, past = 400."""
-    seconds = parse_int("expires_at", raw, minimum=0)
+    seconds = parse_int("expires_at", raw, minimum=0, maximum=MAX_EXPIRES_AT_S)
     now = now_ms()
     if seconds is None:
         return now + service.DEFAULT_LIFETIME_MS
@@ -206,6 +207,20 @@ def _receiver(
     return receive
 
 
+FORM_BODY = {
+    "required": True,
+    "content": {"multipart/form-data": {"schema": {
+        "type": "object",
+        "description": "Every form_post_params field, then the bytes as `file` (last).",
+        "properties": {
+            **{name: {"type": "string"} for name in ("name", "key", "success_action_status", "filename", "policy", "signature")},
+            "chunk": {"type": "string", "description": "index of this chunk, from 0"},
+            "chunks": {"type": "string", "description": "how many chunks the file is sent in"},
+            "file": {"type": "string", "format": "binary"},
+        },
+        "required": ["policy", "signature", "file"],
+    }}},
+}  # fmt: skip
 TOO_LARGE = error("Larger than LEAKTRACE_MAX_UPLOAD_BYTES", errors.BODY_TOO_LARGE, "an upload may hold at most … bytes")
 for prefix in PREFIXES:
     documented = prefix == PREFIXES[0]
@@ -224,5 +239,6 @@ for prefix in PREFIXES:
     )  # fmt: skip
     router.add_api_route(
         prefix + "/{upload_id}/form", post_form, methods=["POST"], status_code=201, include_in_schema=documented,
+        openapi_extra={"requestBody": FORM_BODY},
         responses={201: single_envelope("upload", "The chunk is stored"), **error_responses("files"), 413: TOO_LARGE},
     )  # fmt: skip
