@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
@@ -12,9 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leaktrace.api import errors
+from leaktrace.api.guard import RequestGuard
 from leaktrace.api.query import parse_bool, wants_xml
 from leaktrace.api.render import JSON_TYPE, XML_TYPE, serialize
 from leaktrace.api.routes import applications, backtraces, codecs, files, jobs, oauth2, pipelines, presets, users
@@ -23,7 +22,6 @@ from leaktrace.store.db import Database, open_database
 from leaktrace.store.errors import InvalidInput, NotFound
 from leaktrace.tasks.queue import TaskQueue, embedded_consumer, make_queue
 
-log = logging.getLogger(__name__)
 
 ROUTERS = (
     oauth2.router, jobs.router, backtraces.router, users.router, applications.router,
@@ -71,7 +69,8 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     _install_error_handlers(app)
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes)
+    # Unexpected exceptions become the 500 envelope in RequestGuard, which keeps the connection open.
+    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, respond_error=_error_response)
     return app
 
 
@@ -153,63 +152,11 @@ def _install_error_handlers(app: FastAPI) -> None:
             return _error_response(request, 405, errors.METHOD_NOT_ALLOWED, "Method not allowed")
         if exc.status_code == 413:
             return _error_response(request, 413, errors.BODY_TOO_LARGE, "Request body too large")
+        if exc.status_code == 408:
+            response = _error_response(request, 408, errors.BODY_TIMEOUT, "Request body not received in time")
+            response.headers["Connection"] = "close"
+            return response
         if 400 <= exc.status_code < 500:
             return _error_response(request, exc.status_code, family.invalid_input, f"Invalid Input: {exc.detail}")
         return _error_response(request, exc.status_code, errors.INTERNAL_ERROR, "Internal Error")
 
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error_response(request, 500, errors.INTERNAL_ERROR, "Internal Error")
-
-
-# ---- request guard -------------------------------------------------------------------------------
-
-
-class BodyTooLarge(HTTPException):
-    def __init__(self) -> None:
-        super().__init__(status_code=413, detail="Request body too large")
-
-
-class RequestGuard:
-    """Matches paths with or without their trailing slash, and caps request bodies.
-
-    MediaHub writes collections with a slash (`/v1/jobs/`) and items without; routes are declared
-    without, and the slash is dropped here so both spellings reach the same route without a
-    redirect (a redirect would lose POST bodies). Bodies over the limit are refused before they
-    are read whole, whether or not they declare a Content-Length.
-    """
-
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope["path"]
-        if len(path) > 1 and path.endswith("/"):
-            scope = {**scope, "path": path.rstrip("/") or "/"}
-        declared = dict(scope.get("headers") or ()).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await _send_too_large(scope, receive, send)
-            return
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge()
-            return message
-
-        await self.app(scope, counting_receive, send)
-
-
-async def _send_too_large(scope: Scope, receive: Receive, send: Send) -> None:
-    request = Request(scope, receive)
-    response = _error_response(request, 413, errors.BODY_TOO_LARGE, "Request body too large")
-    await response(scope, receive, send)
