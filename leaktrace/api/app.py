@@ -16,6 +16,7 @@ from leaktrace.api import errors
 from leaktrace.api.guard import RequestGuard
 from leaktrace.api.query import parse_bool, wants_xml
 from leaktrace.api.render import JSON_TYPE, XML_TYPE, serialize
+from leaktrace.api.throttle import GuessThrottle
 from leaktrace.api.routes import applications, backtraces, codecs, files, jobs, oauth2, pipelines, presets, users
 from leaktrace.config import Settings, get_settings
 from leaktrace.store.db import Database, open_database
@@ -66,6 +67,7 @@ def create_app(
     app.state.settings = settings
     app.state.db = db
     app.state.queue = queue
+    app.state.token_throttle = GuessThrottle()
     for router in ROUTERS:
         app.include_router(router)
     _install_error_handlers(app)
@@ -119,7 +121,9 @@ def _validation_message(exc: RequestValidationError) -> str:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.ApiError)
     async def _api_error(request: Request, exc: errors.ApiError) -> Response:
-        return _error_response(request, exc.status, exc.code, exc.message)
+        response = _error_response(request, exc.status, exc.code, exc.message)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput) -> Response:
