@@ -35,6 +35,7 @@ class Settings(BaseSettings):
     token_lifetime: int = Field(default=3600, gt=0, description="default access-token lifetime, seconds")
     token_max_lifetime: int = Field(default=30 * 24 * 3600, gt=0, description="longest lifetime a client may ask for")
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="largest accepted request body")
+    body_idle_timeout_s: float = Field(default=10.0, gt=0, description="longest pause while a request body arrives (408 after)")
     worker_threads: int = Field(default=2, ge=1, description="consumer threads inside `serve`, or per `worker`")
 
     @property

@@ -72,7 +72,10 @@ def create_app(
         app.include_router(router)
     _install_error_handlers(app)
     # Unexpected exceptions become the 500 envelope in RequestGuard, which keeps the connection open.
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, respond_error=_error_response)
+    app.add_middleware(
+        RequestGuard, max_body_bytes=settings.max_body_bytes, respond_error=_error_response,
+        idle_timeout_s=settings.body_idle_timeout_s,
+    )  # fmt: skip
     return app
 
 

@@ -6,7 +6,8 @@ the last line against unexpected errors.
   (a redirect would lose POST bodies).
 - Bodies over `max_body_bytes` are refused (413) before they are read whole, with or without a
   Content-Length.
-- A body must keep arriving: a pause longer than `BODY_IDLE_TIMEOUT_S` between two chunks, or a
+- A body must keep arriving: a pause longer than `idle_timeout_s` (`LEAKTRACE_BODY_IDLE_TIMEOUT_S`,
+  default `BODY_IDLE_TIMEOUT_S`) before the next chunk, or a
   body still incomplete `BODY_TOTAL_TIMEOUT_S` after the request started, is answered 408 and the
   connection closed, so a client that declares 500,000 bytes and sends 2 cannot hold a worker.
 - JSON bodies are read whole (they are parsed whole anyway) and checked by `bodies.check_json_body`

@@ -50,10 +50,11 @@ class Verdict:
 
 
 class GuessThrottle:
-    """The counters of one server process; `clock` is `time.monotonic` except in tests."""
+    """The counters of one server process; `clock` and `delay_s` differ from the defaults in tests."""
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic, delay_s: float = DELAY_S) -> None:
         self.clock = clock
+        self.delay_s = delay_s
         self._keys: dict[tuple[str, str], _Key] = {}
         self._lock = threading.Lock()
 
@@ -78,7 +79,7 @@ class GuessThrottle:
                     key.locked_until = now + LOCKOUT_S
                     key.failures.clear()
                 elif len(key.failures) > FREE_FAILURES:
-                    delay = DELAY_S
+                    delay = self.delay_s
         return delay
 
     def succeeded(self, *, client_id: str) -> None:
