@@ -26,11 +26,13 @@ from xml.etree import ElementTree
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
+from hypothesis.errors import FlakyStrategyDefinition
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error, response_schema_conformance
 from schemathesis.core.failures import FailureGroup
 
 CHECKS = [not_a_server_error, response_schema_conformance]
+CHUNK_EXAMPLES = 50
 ID_KEYS = {"pipeline_id": "pipeline", "preset_id": "preset"}  # body keys naming another object
 REFERENCE_KEYS = {"pipeline": "pipeline", "preset": "preset"}  # body keys holding {"id": ...}
 
@@ -46,6 +48,7 @@ class FuzzReport:
     server_errors: int = 0
     schema_violations: int = 0
     xml_errors: int = 0
+    generator_restarts: int = 0
     failures: list[str] = field(default_factory=list)
     duration_s: float = 0.0
 
@@ -57,7 +60,7 @@ class FuzzReport:
         return (
             f"fuzz: seed={self.seed} examples/operation/mode={self.examples} requests={self.requests} "
             f"server_errors={self.server_errors} schema_violations={self.schema_violations} "
-            f"xml_errors={self.xml_errors} duration_s={self.duration_s:.1f} "
+            f"xml_errors={self.xml_errors} generator_restarts={self.generator_restarts} duration_s={self.duration_s:.1f} "
             f"statuses={dict(sorted(self.statuses.items()))}"
         )
 
@@ -78,9 +81,22 @@ def fuzz(app: Any, *, tokens: dict[str, str | None], ids: dict[str, list[str]], 
 
 def _fuzz_operation(operation: Any, mode: GenerationMode, *, tokens: dict[str, str | None], ids: dict[str, list[str]],
                     report: FuzzReport) -> None:  # fmt: skip
-    @seed(report.seed)
+    """`report.examples` requests in runs of at most `CHUNK_EXAMPLES`, each run on its own seed."""
+    for chunk, start in enumerate(range(0, report.examples, CHUNK_EXAMPLES)):
+        count = min(CHUNK_EXAMPLES, report.examples - start)
+        try:
+            _fuzz_run(operation, mode, tokens=tokens, ids=ids, report=report, seed_value=report.seed + chunk, count=count)
+        except FlakyStrategyDefinition:
+            # schemathesis's invalid-data strategies now and then draw differently from the same
+            # choices, which Hypothesis refuses; that run ends early, the next starts afresh.
+            report.generator_restarts += 1
+
+
+def _fuzz_run(operation: Any, mode: GenerationMode, *, tokens: dict[str, str | None], ids: dict[str, list[str]],
+              report: FuzzReport, seed_value: int, count: int) -> None:  # fmt: skip
+    @seed(seed_value)
     @settings(
-        max_examples=report.examples, deadline=None, database=None, phases=[Phase.generate],
+        max_examples=count, deadline=None, database=None, phases=[Phase.generate],
         suppress_health_check=list(HealthCheck),
     )  # fmt: skip
     @given(case=operation.as_strategy(generation_mode=mode), token=st.sampled_from(sorted(tokens)),

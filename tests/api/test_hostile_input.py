@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 
 from leaktrace.api.openapi import object_schema
 from tests.api.helpers import PRESET_720P, Account, job_body, submit_job
+from tests.api.test_presets import CUSTOM
 
 HUGE = 18446744073709551616  # 2**64
 
@@ -68,7 +69,7 @@ def test_numbers_json_does_not_allow_are_refused(client: TestClient, account: Ac
 
 @pytest.mark.parametrize("value", [HUGE, -HUGE, 2**53])
 def test_out_of_range_preset_settings_are_refused(client: TestClient, account: Account, value: int) -> None:
-    preset = {"name": "p", "description": "", "target_format": {"container": "mp4"}, "settings": {"quality": value}}
+    preset = {**CUSTOM, "settings": {"quality": value}}
     response = client.post("/v1/presets/", json={"preset": preset}, headers=account.headers)
     _assert_refused(response, "0x0180001")
     listed = client.get("/v1/presets/?type=custom", headers=account.headers)
