@@ -23,7 +23,7 @@ from leaktrace.api.app import create_app
 from leaktrace.api.throttle import LOCK_AFTER_FAILURES, LOCKOUT_S, GuessThrottle
 from leaktrace.config import Settings
 from tests.api.helpers import Account, new_account
-from tests.api.test_serve import _free_port
+from tests.api.test_serve import _free_port, wait_until_serving
 
 
 @pytest.fixture
@@ -94,14 +94,7 @@ def test_the_access_log_holds_no_secrets(tmp_path: Path) -> None:
                                   stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
         try:
             base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    httpx.get(f"{base}/v1/codecs/", timeout=2)
-                    break
-                except httpx.TransportError:
-                    assert time.monotonic() < deadline, log_path.read_text()
-                    time.sleep(0.2)
+            wait_until_serving(base, log_path)
             httpx.get(f"{base}/v1/jobs/?access_token=TOKENSECRET123&limit=5")
             httpx.post(f"{base}/v1/oauth2/token/?grant_type=client_credentials&client_id=abc&client_secret=CLIENTSECRET456")
             httpx.get(f"{base}/v1/files/?user_data=s3%3A%2F%2FKEYID%3AURISECRET789%40bucket%2Fx")
