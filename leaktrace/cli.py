@@ -54,6 +54,7 @@ def serve(
     import uvicorn
 
     from leaktrace.api.app import create_app
+    from leaktrace.api.redact import access_log_config
     from leaktrace.tasks.queue import make_queue
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -73,7 +74,8 @@ def serve(
     # every request: about a quarter of the CPU time of a 1000-job page (bench/api.py).
     gc.collect()
     gc.freeze()
-    uvicorn.run(api, host=host, port=port)
+    # The access log leaves out secrets sent in URLs (tokens, client secrets, signatures).
+    uvicorn.run(api, host=host, port=port, log_config=access_log_config())
 
 
 @app.command()
@@ -179,12 +181,24 @@ def sign_link(
     tag: str = typer.Option(..., "--tag", help="The viewer's tag to embed; percent-encoded in the link."),
     validity: int = typer.Option(..., "--validity", min=1, help="Seconds from now until the link expires."),
     client_id: str = typer.Option(..., "--client-id", help="The signing application's client_id."),
-    client_secret: str = typer.Option(..., "--client-secret", help="The application's client_secret (base64)."),
+    client_secret_file: Path = typer.Option(
+        None, "--client-secret-file", help="File holding the application's client_secret (default: the env variable)."
+    ),
     base_url: str = typer.Option(None, "--base-url", help="Scheme and host of the API (default LEAKTRACE_PUBLIC_URL)."),
+    client_secret_arg: str = typer.Option(
+        None, "--client-secret", hidden=True, help="Deprecated: visible to other users in the process list."
+    ),
 ) -> None:
-    """Print an HMAC-signed download link for one viewer (works offline: nothing is looked up)."""
+    """Print an HMAC-signed download link for one viewer (works offline: nothing is looked up).
+
+    The client_secret is read from the file `--client-secret-file` or from the environment
+    variable LEAKTRACE_CLIENT_SECRET, never from the command line, where other users of the
+    machine can read it (`--client-secret` still works for old scripts).
+    """
     from leaktrace.delivery import signing
     from leaktrace.ids import is_id
+
+    client_secret = _client_secret(client_secret_file, client_secret_arg)
 
     if not is_id(file_id):
         raise typer.BadParameter("must be 24 lowercase hex characters", param_hint="--file-id")
@@ -193,7 +207,7 @@ def sign_link(
     try:
         signing.secret_key(client_secret)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--client-secret") from None
+        raise typer.BadParameter(str(exc), param_hint="the client_secret") from None
     try:
         origin = signing.origin(base_url or _settings().base_url)
     except ValueError as exc:
@@ -207,6 +221,24 @@ def sign_link(
         base_url=origin,
     )
     typer.echo(link)
+
+
+CLIENT_SECRET_ENV = "LEAKTRACE_CLIENT_SECRET"
+
+
+def _client_secret(path: Path | None, given: str | None) -> str:
+    """The signing secret: the old `--client-secret` flag, else the file, else LEAKTRACE_CLIENT_SECRET."""
+    if given:
+        return given.strip()
+    if path is not None:
+        try:
+            return path.read_text().strip()
+        except OSError as exc:
+            raise typer.BadParameter(f"cannot read it: {exc.strerror}", param_hint="--client-secret-file") from None
+    secret = os.environ.get(CLIENT_SECRET_ENV, "").strip()
+    if not secret:
+        raise typer.BadParameter(f"give the client_secret in a file or in {CLIENT_SECRET_ENV}", param_hint="--client-secret-file")
+    return secret
 
 
 if __name__ == "__main__":

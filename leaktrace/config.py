@@ -40,6 +40,7 @@ class Settings(BaseSettings):
     token_lifetime: int = Field(default=3600, gt=0, description="default access-token lifetime, seconds")
     token_max_lifetime: int = Field(default=30 * 24 * 3600, gt=0, description="longest lifetime a client may ask for")
     max_body_bytes: int = Field(default=1024 * 1024, gt=0, description="largest accepted request body")
+    body_idle_timeout_s: float = Field(default=10.0, gt=0, description="longest pause while a request body arrives (408 after)")
     worker_threads: int = Field(default=2, ge=1, description="consumer threads inside `serve`, or per `worker`")
     job_lease_s: float = Field(
         default=60.0, gt=0, description="a running job's lease, seconds: a worker silent this long is taken as dead"
@@ -111,8 +112,16 @@ class Settings(BaseSettings):
         return (self.public_url or DEFAULT_PUBLIC_URL).rstrip("/")
 
     def ensure_data_dir(self) -> Path:
-        """Create the data directory if needed and return it."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        """Create the data directory (mode 700) and its SQLite files (mode 600) if needed.
+
+        The database holds encrypted secrets and the queue holds job data: only the service's
+        user may read them. SQLite gives its -wal and -shm files the database file's mode.
+        """
+        if not self.data_dir.is_dir():
+            self.data_dir.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+        for url in (self.resolved_database_url, self.resolved_queue_url):
+            if url.startswith("sqlite:///"):
+                _create_private(Path(url.removeprefix("sqlite:///")))
         return self.data_dir
 
     def fernet(self) -> Fernet:
@@ -134,6 +143,19 @@ def _parse_networks(text: str) -> tuple[IPNetwork, ...]:
     return tuple(ipaddress.ip_network(part.strip(), strict=False) for part in text.split(",") if part.strip())
 
 
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def _create_private(path: Path) -> None:
+    """Create `path` empty with mode 600 unless it exists (its mode then stays the operator's)."""
+    path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE))
+    except FileExistsError:
+        pass
+
+
 @functools.lru_cache(maxsize=8)
 def _fernet_for(secret_key: str | None, data_dir: Path) -> Fernet:
     if secret_key:
@@ -152,11 +174,11 @@ def _signing_key_for(secret_key: str | None, data_dir: Path, purpose: str) -> by
 def _load_or_create_key_file(path: Path) -> bytes:
     if path.exists():
         return path.read_bytes().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=PRIVATE_DIR_MODE, parents=True, exist_ok=True)
     key = Fernet.generate_key()
     # O_EXCL: when two processes start at once, exactly one writes the key and both read it.
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
     except FileExistsError:
         return path.read_bytes().strip()
     with os.fdopen(fd, "wb") as handle:

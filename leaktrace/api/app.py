@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import re
-import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
@@ -13,19 +11,19 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from leaktrace.api import errors
+from leaktrace.api.guard import RequestGuard
 from leaktrace.api.query import parse_bool, wants_xml
 from leaktrace.api.render import JSON_TYPE, XML_TYPE, serialize
 from leaktrace.api.routes import applications, backtraces, codecs, files, jobs, oauth2, pipelines, presets, uploads, users
+from leaktrace.api.throttle import GuessThrottle
 from leaktrace.config import Settings, get_settings
 from leaktrace.storage import open_storage
 from leaktrace.store.db import Database, open_database
 from leaktrace.store.errors import InvalidInput, NotFound
 from leaktrace.tasks.queue import Supervisor, TaskQueue, embedded_consumer, make_queue
 
-log = logging.getLogger(__name__)
 
 ROUTERS = (
     oauth2.router, jobs.router, backtraces.router, users.router, applications.router,
@@ -74,10 +72,15 @@ def create_app(
     app.state.db = db
     app.state.queue = queue
     app.state.storage = open_storage(settings.resolved_storage_url)
+    app.state.token_throttle = GuessThrottle()
     for router in ROUTERS:
         app.include_router(router)
     _install_error_handlers(app)
-    app.add_middleware(RequestGuard, max_body_bytes=settings.max_body_bytes, uncapped_paths=uploads.FORM_PATH)
+    # Unexpected exceptions become the 500 envelope in RequestGuard, which keeps the connection open.
+    app.add_middleware(
+        RequestGuard, max_body_bytes=settings.max_body_bytes, respond_error=_error_response,
+        idle_timeout_s=settings.body_idle_timeout_s, uncapped_paths=uploads.FORM_PATH,
+    )  # fmt: skip
     return app
 
 
@@ -126,7 +129,9 @@ def _validation_message(exc: RequestValidationError) -> str:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.ApiError)
     async def _api_error(request: Request, exc: errors.ApiError) -> Response:
-        return _error_response(request, exc.status, exc.code, exc.message)
+        response = _error_response(request, exc.status, exc.code, exc.message)
+        response.headers.update(exc.headers)
+        return response
 
     @app.exception_handler(InvalidInput)
     async def _invalid(request: Request, exc: InvalidInput) -> Response:
@@ -159,68 +164,11 @@ def _install_error_handlers(app: FastAPI) -> None:
             return _error_response(request, 405, errors.METHOD_NOT_ALLOWED, "Method not allowed")
         if exc.status_code == 413:
             return _error_response(request, 413, errors.BODY_TOO_LARGE, "Request body too large")
+        if exc.status_code == 408:
+            response = _error_response(request, 408, errors.BODY_TIMEOUT, "Request body not received in time")
+            response.headers["Connection"] = "close"
+            return response
         if 400 <= exc.status_code < 500:
             return _error_response(request, exc.status_code, family.invalid_input, f"Invalid Input: {exc.detail}")
         return _error_response(request, exc.status_code, errors.INTERNAL_ERROR, "Internal Error")
 
-    @app.exception_handler(Exception)
-    async def _internal(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _error_response(request, 500, errors.INTERNAL_ERROR, "Internal Error")
-
-
-# ---- request guard -------------------------------------------------------------------------------
-
-
-class BodyTooLarge(HTTPException):
-    def __init__(self) -> None:
-        super().__init__(status_code=413, detail="Request body too large")
-
-
-class RequestGuard:
-    """Matches paths with or without their trailing slash, and caps request bodies.
-
-    MediaHub writes collections with a slash (`/v1/jobs/`) and items without; routes are declared
-    without, and the slash is dropped here so both spellings reach the same route without a
-    redirect (a redirect would lose POST bodies). Bodies over the limit are refused before they
-    are read whole, whether or not they declare a Content-Length. Paths matching `uncapped_paths`
-    (the upload form, which streams under its own limit) are not capped here.
-    """
-
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int, uncapped_paths: re.Pattern[str] | None = None) -> None:
-        self.app = app
-        self.max_body_bytes = max_body_bytes
-        self.uncapped_paths = uncapped_paths
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path = scope["path"]
-        if len(path) > 1 and path.endswith("/"):
-            scope = {**scope, "path": path.rstrip("/") or "/"}
-        if self.uncapped_paths is not None and self.uncapped_paths.match(scope["path"]):
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or ()).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await _send_too_large(scope, receive, send)
-            return
-        received = 0
-
-        async def counting_receive() -> Message:
-            nonlocal received
-            message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > self.max_body_bytes:
-                    raise BodyTooLarge()
-            return message
-
-        await self.app(scope, counting_receive, send)
-
-
-async def _send_too_large(scope: Scope, receive: Receive, send: Send) -> None:
-    request = Request(scope, receive)
-    response = _error_response(request, 413, errors.BODY_TOO_LARGE, "Request body too large")
-    await response(scope, receive, send)

@@ -39,7 +39,9 @@ INVALID_ACCESS_TOKEN = "0x0000003"
 INSUFFICIENT_SCOPE = "0x0000004"
 METHOD_NOT_ALLOWED = "0x0000006"
 BODY_TOO_LARGE = "0x0000007"
+BODY_TIMEOUT = "0x0000008"
 INVALID_CLIENT = "0x0010003"
+TOO_MANY_FAILURES = "0x0010004"
 
 
 def family_for_path(path: str) -> Family:
@@ -55,11 +57,12 @@ def family_for_path(path: str) -> Family:
 class ApiError(Exception):
     """An error response with an explicit status and code."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 def envelope(code: str, message: str) -> dict[str, dict[str, str]]:

@@ -110,9 +110,37 @@ def error_responses(resource: str | None = None) -> dict[int | str, dict[str, An
 # what the presenters emit.
 
 
+class Described:
+    """A sample value whose schema is given rather than guessed from one value: a stored request
+    part echoed back (a job's output settings take a percentage string or a number, per field)."""
+
+    def __init__(self, schema: dict[str, Any]) -> None:
+        self.schema = schema
+
+
+def model_schema(model: type) -> dict[str, Any]:
+    """The JSON schema of a pydantic request model with its `$defs` inlined, for a response that
+    echoes what the model accepted."""
+    schema = model.model_json_schema()  # type: ignore[attr-defined]
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(definitions[node["$ref"].rsplit("/", 1)[-1]])
+            return {key: inline(item) for key, item in node.items() if key not in ("title", "default")}
+        if isinstance(node, list):
+            return [inline(item) for item in node]
+        return node
+
+    return inline(schema)
+
+
 def _schema_of(value: Any) -> dict[str, Any]:
     from leaktrace.api.render import Ref
 
+    if isinstance(value, Described):
+        return value.schema
     if isinstance(value, Ref):
         return REFERENCE
     if isinstance(value, dict):
@@ -133,6 +161,7 @@ def _schema_of(value: Any) -> dict[str, Any]:
 def _samples() -> dict[str, Any]:
     from leaktrace.api import present
     from leaktrace.api.render import RenderContext
+    from leaktrace.api.routes.jobs import JobInput, OutputSettings
     from leaktrace.store.backtraces import ExtractedTag
     from leaktrace.store.models import AccessRecord, Application, Backtrace, Codec, File, Job, Pipeline, Preset, Upload, User
 
@@ -145,13 +174,13 @@ def _samples() -> dict[str, Any]:
         "thumbnail_zip_file_id": some_id,
         "thumbnails": [{"thumbnail_names": "thumb_{resolution}", "thumbnail_preset": "thumbnails_small", "file_id": some_id}],
         "logos": [{"logo_image": "logo.svg", "logo_preset": "Logo15"}],
-        "settings": {"max_duration": 60000, "video": {"rotate": 0, "height": "100%", "width": "100%", "framerate": 25,
-                     "bitrate": "90%", "aspect_ratio": "16:9"}, "audio": {"bitrate": "100%", "channels": 2, "samplingrate": 48000}},
+        "settings": Described(model_schema(OutputSettings)),
     }  # fmt: skip
+    framerate = Described(model_schema(JobInput)["properties"]["force_framerate"])
     job = Job(
         **stamps, user_id=some_id, application_id=some_id, pipeline_id=some_id, user_data="batch", title="Title",
         unique_custom_key="key", submitted_keys=["title", "unique_custom_key", "input.start_time"], input_name="uploads/movie.mp4",
-        input_options={"start_time": 0.0, "force_container": "mp4", "force_aspect_ratio": "16:9", "force_framerate": "25",
+        input_options={"start_time": 0.0, "force_container": "mp4", "force_aspect_ratio": "16:9", "force_framerate": framerate,
                        "force_interlaced": False},
         input_file_id=some_id, input_file_name="movie.mp4", autograph={"watermark_strength": "light"}, output_prefix="x/",
         playlists=[{}], outputs=[output], status="SUCCESS", percentage_completed=100, error_msg="", error_code="", finished_at=now,

@@ -16,6 +16,7 @@ from leaktrace.store.listing import Sort
 DEFAULT_LIMIT = 1000
 MAX_LIMIT = 5000
 MAX_START = 2**62  # databases take 64-bit offsets; a bigger one would be a 500, not an empty page
+MAX_TIMESTAMP_MS = 2**53 - 1  # date filters (epoch milliseconds) stay within 64-bit columns
 _TRUE = {"true", "1", "yes"}
 _FALSE = {"false", "0", "no"}
 

@@ -12,6 +12,7 @@ walking it again, is what keeps a page of 1000 objects within a small multiple o
 from __future__ import annotations
 
 from collections.abc import Callable
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from xml.etree import ElementTree
@@ -175,11 +176,13 @@ def serialize(body: dict[str, Any], *, xml: bool, human: bool) -> bytes:
 
 
 def to_xml(body: dict[str, Any], *, human: bool = False) -> bytes:
-    """XML for a response body.
+    """XML for a response body, always well formed.
 
     The root is `<response>`; each key becomes an element; a list becomes an element with
     `type="array"` whose items are `<item>` elements; null is `nil="true"`; booleans are
     `true`/`false`. The mapping is reversible, so tests compare XML and JSON bodies directly.
+    Keys that are not XML names are encoded by `xml_name`; characters XML 1.0 cannot carry in
+    text are replaced by `xml_text`.
     """
     root = ElementTree.Element("response")
     _xml_children(root, body)
@@ -190,7 +193,7 @@ def to_xml(body: dict[str, Any], *, human: bool = False) -> bytes:
 
 def _xml_children(parent: ElementTree.Element, mapping: dict[str, Any]) -> None:
     for key, value in mapping.items():
-        _xml_value(ElementTree.SubElement(parent, key), value)
+        _xml_value(ElementTree.SubElement(parent, xml_name(key)), value)
 
 
 def _xml_value(element: ElementTree.Element, value: Any) -> None:
@@ -205,4 +208,42 @@ def _xml_value(element: ElementTree.Element, value: Any) -> None:
     elif isinstance(value, bool):
         element.text = "true" if value else "false"
     else:
-        element.text = str(value)
+        element.text = xml_text(str(value))
+
+
+# Outside XML 1.0's Char production.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# XML 1.0 (5th ed.) NameStartChar and NameChar, without ":" (names stay namespace-well-formed).
+_NAME_START = "A-Z_a-z\xc0-\xd6\xd8-\xf6\xf8-\u02ff\u0370-\u037d\u037f-\u1fff\u200c-\u200d\u2070-\u218f\u2c00-\u2fef\u3001-\ud7ff\uf900-\ufdcf\ufdf0-\ufffd\U00010000-\U000effff"
+_NAME_CHAR = _NAME_START + "\\-.0-9\xb7\u0300-\u036f\u203f-\u2040"
+_PLAIN_NAME = re.compile(f"[{_NAME_START}][{_NAME_CHAR}]*")
+_NAME_CHAR_ONE = re.compile(f"[{_NAME_CHAR}]")
+_NAME_START_ONE = re.compile(f"[{_NAME_START}]")
+# "_x" followed by a hex digit or "_" would read as an escape: its "_" is escaped itself.
+_ESCAPE_LIKE = re.compile("_(?=x[0-9A-Fa-f_])")
+EMPTY_NAME = "_x_"
+
+
+def xml_text(text: str) -> str:
+    """`text` with every character XML 1.0 cannot carry (controls other than tab, newline and
+    CR; lone surrogates; U+FFFE, U+FFFF) replaced by U+FFFD; the JSON body keeps them exact."""
+    return _NOT_XML_CHAR.sub("\ufffd", text)
+
+
+def xml_name(key: str) -> str:
+    """The element name for a key: itself when it is an XML name without ":" and without an
+    escape-like "_x", else each offending character as `_xHHHH_` (`_xHHHHHHHH_` beyond U+FFFF),
+    the encoding of .NET's XmlConvert.EncodeName; the empty key is `_x_`. Reversible."""
+    if _PLAIN_NAME.fullmatch(key) and "_x" not in key:
+        return key
+    if not key:
+        return EMPTY_NAME
+    out = []
+    for position, char in enumerate(key):
+        allowed = _NAME_START_ONE if position == 0 else _NAME_CHAR_ONE
+        if allowed.fullmatch(char) and not (char == "_" and _ESCAPE_LIKE.match(key, position)):
+            out.append(char)
+        else:
+            code = ord(char)
+            out.append(f"_x{code:04X}_" if code <= 0xFFFF else f"_x{code:08X}_")
+    return "".join(out)

@@ -19,6 +19,21 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
+SERVE_START_TIMEOUT_S = 60
+
+
+def wait_until_serving(base: str, log_path: Path) -> None:
+    """Wait for a `leaktrace serve` at `base` to answer; fail with its log if it never does."""
+    deadline = time.monotonic() + SERVE_START_TIMEOUT_S
+    while True:
+        try:
+            httpx.get(f"{base}/v1/openapi.json", timeout=2)
+            return
+        except httpx.TransportError:
+            assert time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.2)
+
+
 def test_serve_answers_the_readme_flow(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LEAKTRACE_")}
     env["LEAKTRACE_DATA_DIR"] = str(tmp_path / "var")
@@ -30,14 +45,7 @@ def test_serve_answers_the_readme_flow(tmp_path: Path) -> None:
     server = subprocess.Popen([*leaktrace, "serve", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(f"{base}/v1/openapi.json", timeout=2)
-                break
-            except httpx.TransportError:
-                assert time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
-                time.sleep(0.2)
+        wait_until_serving(base, tmp_path / "serve.log")
         token = httpx.post(
             f"{base}/v1/oauth2/token/",
             data={"grant_type": "client_credentials", "client_id": credentials["client_id"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -45,23 +47,41 @@ def test_the_reference_vector() -> None:
     assert link == SIGNED_URL
 
 
-def test_sign_link_command_prints_the_vector(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("source", ["env", "file", "flag"])
+def test_sign_link_command_prints_the_vector(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, source: str) -> None:
+    """The secret comes from LEAKTRACE_CLIENT_SECRET or --client-secret-file (the old flag still works)."""
     monkeypatch.setattr(signing.time, "time", lambda: 1_700_000_000 - 3600 + 0.7)
+    monkeypatch.delenv("LEAKTRACE_CLIENT_SECRET", raising=False)
     args = ["sign-link", "--file-id", FILE_ID, "--tag", "viewer-42", "--validity", "3600", "--client-id", CLIENT_ID,
-            "--client-secret", SECRET, "--base-url", "https://api.xvid.com/"]  # fmt: skip
+            "--base-url", "https://api.xvid.com/"]  # fmt: skip
+    if source == "env":
+        monkeypatch.setenv("LEAKTRACE_CLIENT_SECRET", SECRET)
+    elif source == "file":
+        (tmp_path / "secret").write_text(SECRET + "\n")
+        args += ["--client-secret-file", str(tmp_path / "secret")]
+    else:
+        args += ["--client-secret", SECRET]
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert result.output == SIGNED_URL + "\n"
+
+
+def test_sign_link_without_a_secret_says_where_to_put_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LEAKTRACE_CLIENT_SECRET", raising=False)
+    args = ["sign-link", "--file-id", FILE_ID, "--tag", "v", "--validity", "60", "--client-id", CLIENT_ID]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 2
+    assert "LEAKTRACE_CLIENT_SECRET" in result.output
 
 
 def test_sign_link_uses_the_public_url_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     from leaktrace import config
 
     monkeypatch.setenv("LEAKTRACE_PUBLIC_URL", "http://127.0.0.1:8080")
+    monkeypatch.setenv("LEAKTRACE_CLIENT_SECRET", SECRET)
     config.get_settings.cache_clear()
     try:
-        args = ["sign-link", "--file-id", FILE_ID, "--tag", "v", "--validity", "60", "--client-id", CLIENT_ID,
-                "--client-secret", SECRET]  # fmt: skip
+        args = ["sign-link", "--file-id", FILE_ID, "--tag", "v", "--validity", "60", "--client-id", CLIENT_ID]
         result = CliRunner().invoke(cli, args)
     finally:
         config.get_settings.cache_clear()

@@ -11,10 +11,11 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from leaktrace.api import present, responses
 from leaktrace.api.auth import require
 from leaktrace.api.openapi import error_responses, list_envelope, result_envelope, single_envelope
+from leaktrace.api.query import MAX_TIMESTAMP_MS, ListOptions, ViewOptions, parse_bool, parse_choice, parse_int
 from leaktrace.flows import files as file_flows
 from leaktrace.media.logos import check_logo_preset
+from leaktrace.media.plan import ROTATIONS
 from leaktrace.media.thumbnails import check_thumbnail_preset, thumbnail_names
-from leaktrace.api.query import ListOptions, ViewOptions, parse_bool, parse_choice, parse_int
 from leaktrace.store import jobs as service
 from leaktrace.store.accounts import Principal
 from leaktrace.store.listing import Sort
@@ -24,8 +25,29 @@ router = APIRouter(tags=["jobs"])
 MAX_LOGOS = 1  # one logo per output is burnt in (docs/api-decisions.md)
 
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=4096)]
-# Sizes relative to the source or the preset ("90%"), or absolute numbers.
-Scale = Annotated[str, StringConstraints(pattern=r"^\d+(\.\d+)?%?$")] | int | float
+Short = Annotated[str, StringConstraints(max_length=100)]
+
+# Every number a job accepts has a range (docs/api-decisions.md, "Ranges of numbers"); booleans
+# are not numbers here. A value out of range is 400, never stored.
+MAX_START_TIME_S = 10 * 365 * 24 * 3600
+MAX_DURATION = 2**31 - 1
+MAX_PIXELS = 16384
+MAX_FRAMERATE = 300
+MAX_BITRATE_KBPS = 1_000_000
+MAX_PLAYLISTS = 50
+
+
+def _number(*, ge: float, le: float, integer: bool = False) -> Any:
+    """A JSON number within [ge, le] (strict: true/false and digit strings are refused)."""
+    return Annotated[int if integer else float, Field(strict=True, ge=ge, le=le)]
+
+
+# Sizes relative to the source or the preset ("90%"), or absolute numbers within `le`.
+Percent = Annotated[str, StringConstraints(pattern=r"^\d{1,9}(\.\d{1,6})?%?$")]
+
+
+def _scale(*, le: float) -> Any:
+    return Percent | _number(ge=0, le=le, integer=True) | _number(ge=0, le=le)
 
 
 class Strict(BaseModel):
@@ -38,13 +60,13 @@ class IdRef(Strict):
 
 class JobInput(Strict):
     input_name: NonEmpty
-    start_time: float | None = Field(default=None, ge=0)
-    force_container: str | None = None
-    force_aspect_ratio: str | None = None
-    force_framerate: str | float | None = None
+    start_time: _number(ge=0, le=MAX_START_TIME_S) | None = None
+    force_container: Short | None = None
+    force_aspect_ratio: Short | None = None
+    force_framerate: Short | _number(ge=0, le=MAX_FRAMERATE) | None = None
     force_interlaced: bool | None = None
     # The request names the reference documents; responses use the force_* names.
-    framerate: str | float | None = None
+    framerate: Short | _number(ge=0, le=MAX_FRAMERATE) | None = None
     interlaced: bool | None = None
 
 
@@ -70,22 +92,22 @@ class Logo(Strict):
 
 
 class VideoSettings(Strict):
-    rotate: int | None = None
-    height: Scale | None = None
-    width: Scale | None = None
-    framerate: Scale | None = None
-    bitrate: Scale | None = None
-    aspect_ratio: str | None = None
+    rotate: Literal[ROTATIONS] | None = None  # degrees clockwise; the encoder turns by quarter turns
+    height: _scale(le=MAX_PIXELS) | None = None
+    width: _scale(le=MAX_PIXELS) | None = None
+    framerate: _scale(le=MAX_FRAMERATE) | None = None
+    bitrate: _scale(le=MAX_BITRATE_KBPS) | None = None
+    aspect_ratio: Short | None = None
 
 
 class AudioSettings(Strict):
-    bitrate: Scale | None = None
-    channels: int | None = Field(default=None, ge=1, le=8)
-    samplingrate: int | None = Field(default=None, ge=8000, le=96000)
+    bitrate: _scale(le=MAX_BITRATE_KBPS) | None = None
+    channels: _number(ge=1, le=8, integer=True) | None = None
+    samplingrate: _number(ge=8000, le=96000, integer=True) | None = None
 
 
 class OutputSettings(Strict):
-    max_duration: int | None = Field(default=None, ge=0)
+    max_duration: _number(ge=0, le=MAX_DURATION, integer=True) | None = None
     video: VideoSettings | None = None
     audio: AudioSettings | None = None
 
@@ -117,7 +139,8 @@ class JobBody(Strict):
     autograph: Autograph | None = None
     user_data: str | None = Field(default=None, max_length=4096)
     output_prefix: str | None = Field(default=None, max_length=1024)
-    playlists: list[dict[str, Any]] | None = None
+    # Free-form: only the rules every JSON body follows apply inside (api/bodies.py).
+    playlists: list[dict[str, Any]] | None = Field(default=None, max_length=MAX_PLAYLISTS)
     title: str | None = Field(default=None, max_length=1024)
     unique_custom_key: str | None = Field(default=None, min_length=1, max_length=200)
 
@@ -200,8 +223,8 @@ def list_jobs(request: Request, principal: Principal = Depends(read)) -> Respons
         autograph=parse_bool("autograph", params.get("autograph")),
         pipeline_id=params.get("pipeline.id"),
         input_file_name=params.get("input.file.name"),
-        from_date=parse_int("from_date", params.get("from_date"), minimum=0),
-        to_date=parse_int("to_date", params.get("to_date"), minimum=0),
+        from_date=parse_int("from_date", params.get("from_date"), minimum=0, maximum=MAX_TIMESTAMP_MS),
+        to_date=parse_int("to_date", params.get("to_date"), minimum=0, maximum=MAX_TIMESTAMP_MS),
     )
     ctx = responses.context(request, view, principal.user_id)
     db = request.app.state.db

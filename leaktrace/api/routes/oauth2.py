@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from leaktrace.api import errors, responses
-from leaktrace.api.openapi import error_responses
+from leaktrace.api.openapi import ERROR, error_responses
 from leaktrace.api.query import ViewOptions, parse_int
+from leaktrace.api.throttle import GuessThrottle
 from leaktrace.store import accounts
 from leaktrace.store.errors import InvalidInput
 
@@ -26,6 +28,11 @@ TOKEN_SCHEMA = {
         "expires_in": {"type": "integer", "description": "seconds"},
         "scope": {"type": "string", "description": "comma-separated granted scopes"},
     },
+}
+THROTTLED = {
+    "description": f"Too many failed authentications for this client id or address ({errors.TOO_MANY_FAILURES}); "
+    "the Retry-After header gives the seconds to wait",
+    "content": {"application/json": {"schema": ERROR}},
 }
 FORM_SCHEMA = {
     "type": "object",
@@ -59,7 +66,7 @@ async def _fields(request: Request) -> dict[str, str]:
     "/v1/oauth2/token",
     openapi_extra={"requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": FORM_SCHEMA}}}},
     responses={200: {"description": "A bearer token", "content": {"application/json": {"schema": TOKEN_SCHEMA}}},
-               **error_responses("oauth2")},
+               **error_responses("oauth2"), 429: THROTTLED},
 )  # fmt: skip
 async def issue_token(request: Request) -> Response:
     """Exchange an application's credentials for a bearer token."""
@@ -71,11 +78,19 @@ async def issue_token(request: Request) -> Response:
     if not fields.get("client_id") or not fields.get("client_secret"):
         raise InvalidInput("client_id and client_secret are required")
     lifetime = parse_int("expires_in", fields.get("expires_in"), minimum=1, maximum=settings.token_max_lifetime)
-    app = accounts.verify_client(
-        request.app.state.db, settings.fernet(), client_id=fields["client_id"], secret=fields["client_secret"]
-    )
+    throttle: GuessThrottle = request.app.state.token_throttle
+    client_id, address = fields["client_id"], request.client.host if request.client else ""
+    verdict = throttle.check(client_id=client_id, address=address)
+    if verdict.refused:
+        raise errors.ApiError(
+            429, errors.TOO_MANY_FAILURES, "Too many failed authentications: retry later",
+            headers={"Retry-After": str(verdict.retry_after_s)},
+        )  # fmt: skip
+    app = accounts.verify_client(request.app.state.db, settings.fernet(), client_id=client_id, secret=fields["client_secret"])
     if app is None:
+        await asyncio.sleep(throttle.failed(client_id=client_id, address=address))
         raise errors.ApiError(401, errors.INVALID_CLIENT, "Invalid client credentials")
+    throttle.succeeded(client_id=client_id)
     allowed = set(app.scopes.split(","))
     requested = accounts.parse_scopes(fields.get("scope", "")) or sorted(allowed)
     refused = [scope for scope in requested if scope not in accounts.effective_scopes(allowed)]

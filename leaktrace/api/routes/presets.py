@@ -6,10 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from leaktrace.api import errors, present, responses
 from leaktrace.api.auth import optional, require
+from leaktrace.api.bodies import MAX_JSON_INTEGER
 from leaktrace.api.openapi import catalogue_envelope, error_responses, list_envelope, result_envelope, single_envelope
 from leaktrace.api.query import ListOptions, ViewOptions, parse_choice
 from leaktrace.media.logos import LOGO_PRESETS
@@ -27,7 +28,9 @@ Text = Annotated[str, StringConstraints(max_length=4000, pattern=NO_NUL)]
 Word = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.+-]{1,40}$")]
 # Keys become XML element names in `format=xml` responses, so they must be valid ones.
 Key = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")]
-Scalar = bool | int | float | Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
+Integer = Annotated[int, Field(strict=True, ge=-MAX_JSON_INTEGER, le=MAX_JSON_INTEGER)]
+Scalar = bool | Integer | float | Annotated[str, StringConstraints(max_length=200, pattern=NO_NUL)]
+MAX_PASSES = 10
 
 
 class Strict(BaseModel):
@@ -41,7 +44,7 @@ class IdRef(Strict):
 class CodecChoice(Strict):
     codec: IdRef
     profile: Word
-    passes: StrictInt
+    passes: Annotated[int, Field(strict=True, ge=1, le=MAX_PASSES)]
     caps: Annotated[dict[Key, Scalar], Field(max_length=30)]
 
 

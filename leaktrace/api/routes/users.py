@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, ConfigDict, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from leaktrace.api import present, responses
 from leaktrace.api.auth import require
@@ -21,6 +21,7 @@ router = APIRouter(tags=["users"])
 me = require("me")
 
 Text = Annotated[str, StringConstraints(max_length=1000)]
+MAX_ZIP_CODE = 10**12 - 1
 
 
 class Strict(BaseModel):
@@ -34,7 +35,7 @@ class Address(Strict):
     city: Text | None = None
     state: Text | None = None
     country: Text | None = None
-    zip_code: Text | int | None = None
+    zip_code: Text | Annotated[int, Field(strict=True, ge=0, le=MAX_ZIP_CODE)] | None = None
     company_email: Text | None = None
 
     @field_validator("zip_code")
