@@ -66,13 +66,14 @@ def test_a_relative_name_is_fetched_from_an_s3_compatible_folder_and_its_keys_ar
         endpoint = f"http://{host}:{port}"
         s3 = boto3.client("s3", region_name="eu-west-1", endpoint_url=endpoint, aws_access_key_id="AKIDJOBS",
                           aws_secret_access_key="job-secret-key")  # fmt: skip
-        s3.create_bucket(Bucket="masters", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
-        s3.put_object(Bucket="masters", Key="in/tears.mp4", Body=CLIP.read_bytes())
-        base = f"s3://AKIDJOBS:job-secret-key@eu-west-1/masters/in/?endpoint={endpoint}"
+        # moto keeps its buckets per process, not per server: a name no other test uses
+        s3.create_bucket(Bucket="job-masters", CreateBucketConfiguration={"LocationConstraint": "eu-west-1"})
+        s3.put_object(Bucket="job-masters", Key="in/tears.mp4", Body=CLIP.read_bytes())
+        base = f"s3://AKIDJOBS:job-secret-key@eu-west-1/job-masters/in/?endpoint={endpoint}"
         pipeline = _pipeline(service, input_download_dir=base)
         job = _run(service, "tears.mp4", pipeline={"id": pipeline})
         assert job["status"] == "SUCCESS", job
-        absolute = _run(service, f"s3://AKIDJOBS:job-secret-key@eu-west-1/masters/in/tears.mp4?endpoint={endpoint}")
+        absolute = _run(service, f"s3://AKIDJOBS:job-secret-key@eu-west-1/job-masters/in/tears.mp4?endpoint={endpoint}")
         assert absolute["status"] == "SUCCESS", absolute
         shown = [service.client.get(path, headers=service.headers).text
                  for path in (f"/v1/pipelines/{pipeline}", f"/v1/jobs/{absolute['id']}", "/v1/jobs/")]  # fmt: skip
@@ -136,3 +137,14 @@ def test_the_pipelines_ping_urls_receive_signed_started_and_finished(service: Se
         payload = json.loads(body)
         assert (payload["event"], payload["kind"], payload["id"]) == (event, "job", job["id"])
     assert json.loads(_received(http, "/hooks/finished", 1)[0][1])["status"] == "SUCCESS"
+
+
+def test_a_title_held_above_its_strength_sends_a_warning_ping(service: Service, http: HTTPTestServer) -> None:
+    # Sintel is too smooth to hide the mark at `strong`: the engine holds it above 40 dB.
+    http.routes["/media/sintel.mp4"] = send_bytes((TESTDATA / "sintel_1920x818p30_10s.mp4").read_bytes())
+    http.routes["/hooks/warning"] = send_bytes(b"ok")
+    pipeline = _pipeline(service, input_download_dir=http.url("/media/"), ping_urls={"warning": http.url("/hooks/warning")})
+    job = _run(service, "sintel.mp4", pipeline={"id": pipeline}, autograph={"watermark_strength": "strong"})
+    assert job["status"] == "SUCCESS", job
+    [(headers, body)] = _received(http, "/hooks/warning", 1)
+    assert json.loads(body)["id"] == job["id"] and headers["X-Leaktrace-Event"] == "warning"

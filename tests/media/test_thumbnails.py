@@ -56,7 +56,8 @@ def test_names_and_presets_refused():
         with pytest.raises(ValueError):
             thumbnail_names(bad, resolution="720p", count=1)
     assert thumbnail_names(None, resolution="720p", count=2) == ["thumb_720p_001.jpg", "thumb_720p_002.jpg"]
-    assert len(LOGO_PRESETS) == 12 and check_logo_preset("logo_30_bottom_right").width_percent == 30
+    assert len(LOGO_PRESETS) == 12 + 6 and check_logo_preset("logo_30_bottom_right").width_percent == 30
+    assert (check_logo_preset("Logo15").width_percent, check_logo_preset("Logo15").corner) == (15, "bottom_right")
 
 
 def test_unreadable_input_leaves_no_thumbnail(tmp_path: Path):
