@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import av
@@ -78,23 +79,31 @@ class _NoPings:
 def _env(service: Service, *, max_attempts: int) -> tuple[imports.ImportEnv, _NoPings]:
     pings = _NoPings()
     env = service.client.app.state.queue.import_env()  # type: ignore[attr-defined]
-    from dataclasses import replace
-
     return replace(env, max_attempts=max_attempts, notify=pings), pings
 
 
-def test_a_job_whose_last_attempt_lost_its_worker_fails_with_a_reason(idle_service: Service) -> None:
-    service = idle_service
-    db = open_database(service.settings.resolved_database_url)
+def _job_of_a_dead_worker(service: Service) -> dict:
+    """A queued job claimed by a worker that then died: its lease has run out."""
     job = service.submit({"input": {"input_name": "uploads/never/run.mp4"},
                           "outputs": [{"preset": {"id": PRESET_1080P}}]})  # fmt: skip
-    # A worker claims it and dies without renewing: its lease runs out.
+    db = open_database(service.settings.resolved_database_url)
     assert job_runs.claim(db, job_id=job["id"], worker="dead-worker", lease_s=0.001) is not None
     time.sleep(0.01)
-    env, pings = _env(service, max_attempts=1)
+    return job
+
+
+def _recover(service: Service, *, max_attempts: int) -> tuple[list[str], _NoPings]:
+    """Run one recovery pass; returns the jobs it queued again and the pings it sent."""
+    env, pings = _env(service, max_attempts=max_attempts)
     requeued: list[str] = []
-    imports.recover(db, env, requeued.append)
-    failed = service.job(job["id"])
+    imports.recover(open_database(service.settings.resolved_database_url), env, requeued.append)
+    return requeued, pings
+
+
+def test_a_job_whose_last_attempt_lost_its_worker_fails_with_a_reason(idle_service: Service) -> None:
+    job = _job_of_a_dead_worker(idle_service)
+    requeued, pings = _recover(idle_service, max_attempts=1)
+    failed = idle_service.job(job["id"])
     assert requeued == []
     assert (failed["status"], failed["error_code"]) == ("FAILURE", failures.WORKER_LOST.code)
     assert "after 1 attempts" in failed["error_msg"]
@@ -102,16 +111,11 @@ def test_a_job_whose_last_attempt_lost_its_worker_fails_with_a_reason(idle_servi
 
 
 def test_a_job_whose_worker_died_before_its_last_attempt_is_queued_again(idle_service: Service) -> None:
-    service = idle_service
-    db = open_database(service.settings.resolved_database_url)
-    job = service.submit({"input": {"input_name": "uploads/never/run.mp4"},
-                          "outputs": [{"preset": {"id": PRESET_1080P}}]})  # fmt: skip
-    assert job_runs.claim(db, job_id=job["id"], worker="dead-worker", lease_s=0.001) is not None
-    time.sleep(0.01)
-    env, _ = _env(service, max_attempts=3)
-    requeued: list[str] = []
-    imports.recover(db, env, requeued.append)
+    job = _job_of_a_dead_worker(idle_service)
+    requeued, pings = _recover(idle_service, max_attempts=3)
     assert requeued == [job["id"]]
+    assert idle_service.job(job["id"])["status"] == "QUEUED"
+    assert pings.sent == []
 
 
 def test_a_job_queued_past_the_pipelines_cancel_timeout_is_cancelled(idle_service: Service) -> None:
@@ -123,12 +127,10 @@ def test_a_job_queued_past_the_pipelines_cancel_timeout_is_cancelled(idle_servic
     pipeline = response.json()["pipeline"]["id"]
     job = service.submit({"pipeline": {"id": pipeline}, "input": {"input_name": "uploads/a.mp4"},
                           "outputs": [{"preset": {"id": PRESET_1080P}}]})  # fmt: skip
-    db = open_database(service.settings.resolved_database_url)
-    env, pings = _env(service, max_attempts=3)
-    imports.recover(db, env, lambda _id: None)
+    _recover(service, max_attempts=3)
     assert service.job(job["id"])["status"] == "QUEUED", "not yet past the timeout"
     time.sleep(1.1)
-    imports.recover(db, env, lambda _id: None)
+    _, pings = _recover(service, max_attempts=3)
     cancelled = service.job(job["id"])
     assert (cancelled["status"], cancelled["error_code"]) == ("FAILURE", failures.CANCELLED.code)
     assert "cancel_timeout" in cancelled["error_msg"]
