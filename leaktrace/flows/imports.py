@@ -89,39 +89,35 @@ class ImportEnv:
 
 def run(db: Database, env: ImportEnv, job_id: str) -> None:
     """Run job `job_id` if it is queued (or its last worker died); return when it has ended."""
-    run_ = job_runs.claim(db, job_id=job_id, worker=worker_name(), lease_s=env.lease_s)
-    if run_ is None:
+    claimed = job_runs.claim(db, job_id=job_id, worker=worker_name(), lease_s=env.lease_s)
+    if claimed is None:
         log.info("job %s: nothing to run (deleted, ended, or running elsewhere)", job_id)
         return
-    log.info("job %s: attempt %d by %s", job_id, run_.attempt, run_.worker)
+    log.info("job %s: attempt %d by %s", job_id, claimed.attempt, claimed.worker)
     env.notify(job_id, "started")
 
     def renew(percentage: int | None, outputs: list[int] | None) -> bool:
-        return job_runs.renew(db, job_id=job_id, worker=run_.worker, lease_s=env.lease_s,
+        return job_runs.renew(db, job_id=job_id, worker=claimed.worker, lease_s=env.lease_s,
                               percentage=percentage, output_percentages=outputs)  # fmt: skip
 
     stored: list[str] = []  # keys (and "…/" prefixes) this attempt wrote, removed unless it succeeds
-    with Heartbeat(renew, lease_s=env.lease_s) as beat, workspace(env.data_dir, f"job-{job_id}-{run_.attempt}") as work:
+    with Heartbeat(renew, lease_s=env.lease_s) as beat, workspace(env.data_dir, f"job-{job_id}-{claimed.attempt}") as work:
         try:
-            job = _Import(run_, env, beat, work, stored)
+            job = _Import(claimed, env, beat, work, stored)
             source, info = job.bring_input()
-            results = [job.make_output(index, source, info) for index in range(len(run_.outputs))]
-            if beat.lost or not job_runs.succeed(db, run=run_, input_media=info.file_columns(), results=results):
+            results = [job.make_output(index, source, info) for index in range(len(claimed.outputs))]
+            if beat.lost or not job_runs.succeed(db, run=claimed, input_media=info.file_columns(), results=results):
                 raise _Stop()
-        except _Stop:
-            remove_blobs(env.storage, stored)
-            log.info("job %s: stopped (deleted, or its lease moved to another worker)", job_id)
-            return
         except BaseException as exc:
             remove_blobs(env.storage, stored)
-            if beat.lost:
+            if isinstance(exc, _Stop) or beat.lost:
                 log.info("job %s: stopped (deleted, or its lease moved to another worker)", job_id)
                 return
             failed = _as_failure(exc)
             if failed is None:
                 raise
             log.warning("job %s failed: %s", job_id, failed.message)
-            if job_runs.fail(db, job_id=job_id, worker=run_.worker, code=failed.failure.code, message=failed.message):
+            if job_runs.fail(db, job_id=job_id, worker=claimed.worker, code=failed.failure.code, message=failed.message):
                 env.notify(job_id, "error")
             return
     log.info("job %s: SUCCESS", job_id)
@@ -137,19 +133,25 @@ class _Stop(Exception):
     """The job is no longer this worker's: stop without recording anything."""
 
 
+# The job failure each fetch and media error code stands for (others: fetch or transcode failed).
+FETCH_FAILURES = {
+    "refused_address": failures.REFUSED_ADDRESS, "not_found": failures.INPUT_NOT_FOUND,
+    "path_escape": failures.INVALID_SETTINGS, "invalid_uri": failures.INVALID_SETTINGS, "cancelled": failures.CANCELLED,
+}  # fmt: skip
+MEDIA_FAILURES = {
+    "unreadable_input": failures.UNREADABLE_INPUT, "unsupported_codec": failures.UNSUPPORTED_CODEC,
+    "out_of_space": failures.OUT_OF_SPACE, "cancelled": failures.CANCELLED,
+}  # fmt: skip
+
+
 def _as_failure(exc: BaseException) -> JobFailed | None:
     """The documented failure for an exception, or None for one that must propagate (KeyboardInterrupt)."""
     if isinstance(exc, JobFailed):
         return exc
     if isinstance(exc, FetchError):
-        table = {"refused_address": failures.REFUSED_ADDRESS, "not_found": failures.INPUT_NOT_FOUND,
-                 "path_escape": failures.INVALID_SETTINGS, "invalid_uri": failures.INVALID_SETTINGS,
-                 "too_large": failures.OUT_OF_SPACE, "cancelled": failures.CANCELLED}  # fmt: skip
-        return JobFailed(table.get(exc.code, failures.FETCH_FAILED), str(exc))
+        return JobFailed(FETCH_FAILURES.get(exc.code, failures.FETCH_FAILED), str(exc))
     if isinstance(exc, MediaError):
-        table = {"unreadable_input": failures.UNREADABLE_INPUT, "unsupported_codec": failures.UNSUPPORTED_CODEC,
-                 "out_of_space": failures.OUT_OF_SPACE, "cancelled": failures.CANCELLED}  # fmt: skip
-        return JobFailed(table.get(exc.code, failures.TRANSCODE_FAILED), str(exc))
+        return JobFailed(MEDIA_FAILURES.get(exc.code, failures.TRANSCODE_FAILED), str(exc))
     if isinstance(exc, embed.PrepareError):
         return JobFailed(failures.AUTOGRAPH_FAILED, str(exc))
     if isinstance(exc, InvalidInput):
