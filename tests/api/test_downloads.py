@@ -15,6 +15,7 @@ import re
 import shutil
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -529,3 +530,60 @@ def test_the_recorder_writes_everything_queued_when_it_stops(client: TestClient,
     assert (row.bytes_sent, row.sent_spans, row.first_accessed_at, row.last_accessed_at) == (20_000, [[0, 20_000]], 0, 19)
     assert row.percentage_obtained == pytest.approx(100.0 * 20_000 / PLAIN_SIZE)
 
+
+
+ABORT_FILE_BYTES = 32 * MIB  # far more than loopback socket buffers hold, so the server must stop early
+ABORT_AFTER_BYTES = 256 * 1024
+RECORD_WAIT_S = 10.0
+
+
+@pytest.fixture
+def real_server(client: TestClient) -> Iterator[str]:
+    """The session's app behind a real uvicorn on loopback (its lifespan already runs in `client`)."""
+    import socket
+
+    import uvicorn
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(client.app, host="127.0.0.1", port=port, lifespan="off", log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + RECORD_WAIT_S
+    while not server.started:
+        assert time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.05)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=RECORD_WAIT_S)
+
+
+def test_an_aborted_download_counts_only_what_was_sent(client: TestClient, account: Account, real_server: str) -> None:
+    import socket
+
+    key = f"pipelines/{account.pipeline_id}/outputs/big.bin"
+    with client.app.state.storage.writer(key) as out:  # type: ignore[attr-defined]
+        for _ in range(ABORT_FILE_BYTES // MIB):
+            out.write(b"\x5a" * MIB)
+    file_id = add_file(client.app.state.db, account, name="big.bin", storage_key=key)  # type: ignore[attr-defined]
+    url = delivery_url(client, account, file_id)
+    host, port = real_server.split(":")
+    with socket.create_connection((host, int(port))) as sock:
+        sock.sendall(f"GET {url} HTTP/1.1\r\nHost: {real_server}\r\nUser-Agent: quitter\r\n\r\n".encode())
+        received = 0
+        while received < ABORT_AFTER_BYTES:
+            data = sock.recv(65536)
+            assert data, "the server closed the connection early"
+            received += len(data)
+    deadline = time.monotonic() + RECORD_WAIT_S
+    while not (rows := records(client, file_id)):
+        assert time.monotonic() < deadline, "the aborted delivery was never recorded"
+        time.sleep(0.1)
+    (row,) = rows
+    assert (row.ip_address, row.user_agent) == ("127.0.0.1", "quitter")
+    assert ABORT_AFTER_BYTES // 2 < row.bytes_sent < ABORT_FILE_BYTES // 2
+    assert row.percentage_obtained == pytest.approx(100.0 * row.bytes_sent / ABORT_FILE_BYTES)
+    assert client.app.state.in_flight.running(file_id, None) == 0  # type: ignore[attr-defined]
