@@ -18,11 +18,12 @@ from collections.abc import Mapping
 from email.utils import formatdate
 from urllib.parse import quote
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from leaktrace.api import errors, ranged, responses
-from leaktrace.api.auth import authenticate, token_from
+from leaktrace.api.auth import authenticate, bearer_scheme, token_from
+from leaktrace.api.openapi import REFERENCE, error, error_responses
 from leaktrace.api.query import ViewOptions, parse_bool, parse_int
 from leaktrace.delivery import addresses, signing, tokens
 from leaktrace.flows.downloads import Content, Unavailable, open_content
@@ -35,6 +36,7 @@ from leaktrace.store.errors import InvalidInput
 from leaktrace.store.models import File
 
 router = APIRouter(tags=["downloads"])
+declare_bearer = Depends(bearer_scheme)  # documents the bearer token; `_caller` reads it (or a signature)
 
 PATHS = ("/v1/files/downloads", "/v1/files/intern/downloads")
 DELIVER_PATH = "/v1/files/downloads/deliver"
@@ -184,8 +186,44 @@ def _downloads(request: Request) -> Response:
     return response
 
 
+def _query(name: str, schema: dict[str, object], description: str) -> dict[str, object]:
+    return {"name": name, "in": "query", "required": False, "schema": schema, "description": description}
+
+
+_BOOL = {"type": "string", "enum": ["true", "false"]}
+DOWNLOAD_PARAMETERS = [
+    _query("file_id", {"type": "string"}, "The file (or pipeline_id and object_key)"),
+    _query("pipeline_id", {"type": "string"}, "The pipeline object_key is relative to"),
+    _query("object_key", {"type": "string"}, "output_prefix + output name, or an upload's key"),
+    _query("autograph_tag", {"type": "string"}, "The viewer's tag; required for AutoGraph files"),
+    _query("redirect", _BOOL, "true: 302 to the delivery URL; false (default): JSON"),
+    _query("streaming", _BOOL, "true: Content-Disposition inline"),
+    _query("expiry_time", {"type": "integer"}, "When the delivery URL expires, Unix seconds"),
+    _query("ip", {"type": "string"}, "Only this client address may use the URL (IPv4 as a 32-bit integer, or text)"),
+    _query("max_parallel_downloads", {"type": "integer"}, "Most deliveries of this file and tag in flight at once"),
+    _query("client_id", {"type": "string"}, "Signed links: the signing application"),
+    _query("multi_use", _BOOL, "Signed links: false for a single-use link"),
+    _query("signature", {"type": "string"}, "Signed links: HMAC-SHA256 hex, the last parameter"),
+]
+DOWNLOAD_SCHEMA = {
+    "type": "object",
+    "properties": {"download": {"type": "object", "properties": {
+        "url": {"type": "string", "format": "uri"}, "file": REFERENCE, "autograph_tag": {"type": "string"},
+        "expiry_time": {"type": "integer"}, "streaming": {"type": "boolean"},
+    }, "required": ["url", "file", "expiry_time", "streaming"]}},
+    "required": ["download"],
+}  # fmt: skip
+DOWNLOAD_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"description": "The delivery URL", "content": {"application/json": {"schema": DOWNLOAD_SCHEMA}}},
+    302: {"description": "redirect=true: Location is the delivery URL"},
+    **error_responses("files"),
+    403: error("Bad credentials, scope, signature, used link or address", LINK_REFUSED, "Invalid signed link"),
+}
 for _path in PATHS:
-    router.add_api_route(_path, _downloads, methods=["GET", "HEAD"], summary="A download URL for a file or a tag's copy")
+    router.add_api_route(_path, _downloads, methods=["GET"], summary="A download URL for a file or a tag's copy",
+                         responses=DOWNLOAD_RESPONSES, openapi_extra={"parameters": DOWNLOAD_PARAMETERS},
+                         dependencies=[declare_bearer])  # fmt: skip
+    router.add_api_route(_path, _downloads, methods=["HEAD"], include_in_schema=False)
 
 
 # ---- GET /v1/files/downloads/deliver/<token> -----------------------------------------------------
@@ -231,9 +269,9 @@ def _recorder(request: Request, file: File, grant: tokens.Grant, content: Conten
     return done
 
 
-def deliver(request: Request, token: str) -> Response:
+def deliver(request: Request) -> Response:
     """Stream the granted file (or tag's copy): whole, one range or several; HEAD: headers only."""
-    state = request.app.state
+    state, token = request.app.state, request.path_params["token"]
     try:
         grant = tokens.check(token, key=state.settings.signing_key(tokens.SIGNING_PURPOSE), now_s=time.time())
     except tokens.TokenError as exc:
@@ -262,4 +300,23 @@ def deliver(request: Request, token: str) -> Response:
         raise
 
 
-router.add_api_route(DELIVER_PATH + "/{token}", deliver, methods=["GET", "HEAD"], summary="The bytes of a download URL")
+_BYTES = {"schema": {"type": "string", "format": "binary"}}
+DELIVER_RESPONSES: dict[int | str, dict[str, object]] = {
+    200: {"description": "The whole file or copy", "content": {"video/mp4": _BYTES, "application/octet-stream": _BYTES}},
+    206: {"description": "One range, or several as multipart/byteranges",
+          "content": {"video/mp4": _BYTES, "multipart/byteranges": _BYTES}},
+    403: error("Bad, expired or foreign delivery URL, or another client address", LINK_REFUSED, "Invalid download link"),
+    404: error("The file or its bytes are gone", errors.FAMILIES["files"].not_found, "Requested file does not exist"),
+    416: error("No requested range overlaps the file", errors.FAMILIES["files"].invalid_input, "Range not satisfiable"),
+    429: error("max_parallel_downloads reached", TOO_MANY_DOWNLOADS, "Too many parallel downloads"),
+}
+DELIVER_PARAMETERS = [
+    {"name": "token", "in": "path", "required": True, "description": "The grant, as handed out by /v1/files/downloads",
+     "schema": {"type": "string", "pattern": r"^[A-Za-z0-9_-]+\.[0-9a-f]{64}$"}},
+    {"name": "Range", "in": "header", "required": False, "schema": {"type": "string"}, "description": "bytes=…"},
+    {"name": "If-Range", "in": "header", "required": False, "schema": {"type": "string"},
+     "description": "An ETag or Last-Modified: the Range applies only to that representation"},
+]  # fmt: skip
+router.add_api_route(DELIVER_PATH + "/{token}", deliver, methods=["GET"], summary="The bytes of a download URL",
+                     responses=DELIVER_RESPONSES, openapi_extra={"parameters": DELIVER_PARAMETERS})  # fmt: skip
+router.add_api_route(DELIVER_PATH + "/{token}", deliver, methods=["HEAD"], include_in_schema=False)
