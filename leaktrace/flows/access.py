@@ -2,17 +2,20 @@
 
 A response hands its `store.access.Delivery` to `AccessRecorder.submit` (a queue put, never a
 database write) when its last byte has gone or the client went away. The recorder's thread
-writes what has queued up in one transaction per batch. `stop()` writes everything still queued
+writes what has queued up in one transaction per batch, after looking up the country of each
+client address (`delivery.geo`). `stop()` writes everything still queued
 before it returns, so a clean shutdown loses no record; `flush()` waits until everything
 submitted so far is written (tests, and callers that must read their own records).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
 
+from leaktrace.delivery import geo
 from leaktrace.store import access
 from leaktrace.store.access import Delivery
 from leaktrace.store.db import Database
@@ -22,6 +25,15 @@ log = logging.getLogger(__name__)
 MAX_BATCH = 500  # deliveries written per transaction at most
 IDLE_WAIT_S = 0.5  # how long the thread sleeps on an empty queue before looking again
 _STOP = object()
+
+
+def _located(delivery: Delivery) -> Delivery:
+    """The delivery with the country and network type of its client address (looked up here, in
+    the recorder's thread, so requests never wait for the lookup)."""
+    if delivery.ip_country is not None or delivery.ip_address is None:
+        return delivery
+    address = delivery.ip_address
+    return dataclasses.replace(delivery, ip_country=geo.country(address), ip_type=geo.ip_type(address))
 
 
 class AccessRecorder:
@@ -68,7 +80,7 @@ class AccessRecorder:
     def _write(self, items: list[object]) -> None:
         deliveries = [item for item in items if isinstance(item, Delivery)]
         try:
-            access.record(self._db, deliveries)
+            access.record(self._db, [_located(delivery) for delivery in deliveries])
         except Exception:  # a failed batch must not end recording for the process
             log.exception("could not record %d deliveries", len(deliveries))
         finally:

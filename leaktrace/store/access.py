@@ -85,6 +85,8 @@ def _merge(session: Session, delivery: Delivery) -> None:
     record.last_accessed_at = max(record.last_accessed_at, delivery.at_ms)
     record.accept_language = _clip(delivery.accept_language, MAX_ACCEPT_LANGUAGE_CHARS) or record.accept_language
     record.application_id = record.application_id or delivery.application_id
+    record.ip_country = record.ip_country or delivery.ip_country
+    record.ip_type = record.ip_type or delivery.ip_type
     if delivery.highest_resolution is not None:
         record.highest_resolution = max(record.highest_resolution or 0, delivery.highest_resolution)
     record.streaming_only = record.streaming_only and delivery.streaming_only

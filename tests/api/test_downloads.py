@@ -501,6 +501,22 @@ def test_access_records_count_each_byte_once_per_client(client: TestClient, acco
     assert (one.highest_resolution, one.streaming_only, two.accept_language) == (TITLE_HEIGHT, False, None)
     assert one.first_accessed_at <= one.last_accessed_at
     assert one.application_id == account.application_id
+    assert (one.ip_country, one.ip_type) == (None, "UNK")  # loopback has no country
+
+
+def test_forwarded_addresses_only_from_trusted_proxies_and_their_country(
+    client: TestClient, account: Account, plain: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(settings, "trusted_proxies", "127.0.0.5/32, 10.0.0.0/8")
+    proxy = TestClient(client.app, client=("127.0.0.5", 50000))
+    stranger = TestClient(client.app, client=("127.0.0.6", 50000))
+    url = delivery_url(client, account, plain)
+    # The client wrote the first entry itself; the trusted 10.1.2.3 proxy saw 8.8.8.8.
+    chain = {"X-Forwarded-For": "1.2.3.4, 8.8.8.8, 10.1.2.3", "Range": "bytes=0-9"}
+    assert proxy.get(url, headers=chain).status_code == 206
+    assert stranger.get(url, headers=chain).status_code == 206  # not a proxy: its header is ignored
+    rows = {row.ip_address: (row.ip_country, row.ip_type, row.bytes_sent) for row in records(client, plain)}
+    assert rows == {"8.8.8.8": ("United States", "UNK", 10), "127.0.0.6": (None, "UNK", 10)}
 
 
 def test_a_head_is_not_a_delivery_and_each_tag_has_its_own_record(client: TestClient, account: Account, tagged: str) -> None:
