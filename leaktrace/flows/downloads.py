@@ -14,7 +14,6 @@ read with `Storage.read_range`, piece by piece, in chunks.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import functools
 import itertools
 import json
@@ -170,11 +169,3 @@ class InFlight:
                 self._running[(file_id, tag)] = left
             else:
                 self._running.pop((file_id, tag), None)
-
-    @contextlib.contextmanager
-    def held(self, file_id: str, tag: str | None) -> Iterator[None]:
-        """Release the slot taken by `try_acquire` when the block ends."""
-        try:
-            yield
-        finally:
-            self.release(file_id, tag)

@@ -159,18 +159,16 @@ def _grant(request: Request, principal: Principal, params: Mapping[str, str]) ->
 
 
 def _downloads(request: Request) -> Response:
+    """Check the caller and parameters, use up a single-use link, answer the delivery URL."""
     principal, params, signed = _caller(request)
+    view = ViewOptions.from_request(request)  # before a single-use link is used up
     grant, redirect = _grant(request, principal, params)
-    single_use = signed is not None and not signed.multi_use
-    if single_use and request.method == "HEAD":
-        # A client looks before it fetches; the look must not use the link up, nor fetch anything.
-        grant = dataclasses.replace(grant, head_only=True)
-    elif single_use and signed is not None:
-        used = not access.consume_link(
-            request.app.state.db, signature=signed.signature,
-            expires_at_ms=(signed.expiry_time + signing.CLOCK_SKEW_S) * 1000,
-        )  # fmt: skip
-        if used:
+    if signed is not None and not signed.multi_use:
+        if request.method == "HEAD":
+            # A client looks before it fetches; the look must not use the link up, nor fetch anything.
+            grant = dataclasses.replace(grant, head_only=True)
+        elif not access.consume_link(request.app.state.db, signature=signed.signature,
+                                     expires_at_ms=(signed.expiry_time + signing.CLOCK_SKEW_S) * 1000):  # fmt: skip
             raise _refused(LINK_USED, "This single-use link has already been used")
     settings = request.app.state.settings
     url = f"{settings.base_url}{DELIVER_PATH}/{tokens.issue(grant, key=settings.signing_key(tokens.SIGNING_PURPOSE))}"
@@ -180,7 +178,6 @@ def _downloads(request: Request) -> Response:
                          "expiry_time": grant.expires_at, "streaming": grant.inline}}  # fmt: skip
     if grant.tag is None:
         del body["download"]["autograph_tag"]
-    view = ViewOptions.from_request(request)
     response = responses.respond(view, body)
     response.headers["Cache-Control"] = "no-store"
     return response
