@@ -67,7 +67,11 @@ class Settings(BaseSettings):
     ping_retry_delay: float = Field(default=30.0, gt=0, description="delay before the first retry, seconds; doubles")
     ping_timeout: float = Field(default=10.0, gt=0, description="time a ping receiver has to answer, seconds")
 
-    @field_validator("fetch_allow_networks")
+    trusted_proxies: str = Field(
+        default="", description="comma-separated CIDR networks of reverse proxies whose X-Forwarded-For is believed"
+    )
+
+    @field_validator("fetch_allow_networks", "trusted_proxies")
     @classmethod
     def _check_networks(cls, value: str) -> str:
         _parse_networks(value)  # fail at start-up, not at the first fetch
@@ -77,6 +81,11 @@ class Settings(BaseSettings):
     def allowed_networks(self) -> tuple[IPNetwork, ...]:
         """The networks of `LEAKTRACE_FETCH_ALLOW_NETWORKS`, parsed."""
         return _parse_networks(self.fetch_allow_networks)
+
+    @property
+    def trusted_proxy_networks(self) -> tuple[IPNetwork, ...]:
+        """The networks of `LEAKTRACE_TRUSTED_PROXIES`, parsed."""
+        return _parse_networks(self.trusted_proxies)
 
     @property
     def local_input_dirs(self) -> tuple[Path, ...]:

@@ -16,9 +16,13 @@ from leaktrace.api import errors
 from leaktrace.api.guard import RequestGuard
 from leaktrace.api.query import parse_bool, wants_xml
 from leaktrace.api.render import JSON_TYPE, XML_TYPE, serialize
-from leaktrace.api.routes import applications, backtraces, codecs, files, jobs, oauth2, pipelines, presets, uploads, users
+from leaktrace.api.routes import (
+    applications, backtraces, codecs, downloads, files, jobs, oauth2, pipelines, presets, uploads, users,
+)  # fmt: skip
 from leaktrace.api.throttle import GuessThrottle
 from leaktrace.config import Settings, get_settings
+from leaktrace.flows.access import AccessRecorder
+from leaktrace.flows.downloads import InFlight
 from leaktrace.storage import open_storage
 from leaktrace.store.db import Database, open_database
 from leaktrace.store.errors import InvalidInput, NotFound
@@ -27,7 +31,7 @@ from leaktrace.tasks.queue import Supervisor, TaskQueue, embedded_consumer, make
 
 ROUTERS = (
     oauth2.router, jobs.router, backtraces.router, users.router, applications.router,
-    pipelines.router, codecs.router, presets.router, uploads.router, files.router,
+    pipelines.router, codecs.router, presets.router, uploads.router, downloads.router, files.router,
 )  # fmt: skip
 
 
@@ -43,6 +47,7 @@ def create_app(
     settings.ensure_data_dir()
     db = db or open_database(settings.resolved_database_url)
     queue = queue or make_queue(settings)
+    recorder = AccessRecorder(db)
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -52,9 +57,11 @@ def create_app(
         if consumer is not None and supervisor is not None:
             consumer.start()
             supervisor.start()
+        recorder.start()
         try:
             yield
         finally:
+            recorder.stop()
             if consumer is not None and supervisor is not None:
                 supervisor.stop()
                 consumer.stop(graceful=True)
@@ -73,6 +80,8 @@ def create_app(
     app.state.queue = queue
     app.state.storage = open_storage(settings.resolved_storage_url)
     app.state.token_throttle = GuessThrottle()
+    app.state.access_recorder = recorder
+    app.state.in_flight = InFlight()
     for router in ROUTERS:
         app.include_router(router)
     _install_error_handlers(app)

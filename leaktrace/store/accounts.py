@@ -239,3 +239,14 @@ def signing_secret(db: Database, fernet: Fernet, *, application_id: str) -> str 
     if app is None or not app.enabled:
         return None
     return client_secret(fernet, app)
+
+
+def link_signer(db: Database, fernet: Fernet, *, client_id: str) -> tuple[Principal, str] | None:
+    """The caller a signed link speaks for (the application's owner, with the application's
+    scopes) and the application's clear-text secret; None for an unknown or disabled application."""
+    with db.read() as session:
+        app = session.scalars(select(Application).where(Application.client_id == client_id)).first()
+    if app is None or not app.enabled:
+        return None
+    scopes = frozenset(s for s in app.scopes.split(",") if s)
+    return Principal(user_id=app.user_id, application_id=app.id, scopes=scopes), client_secret(fernet, app)

@@ -11,13 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, select
+from sqlalchemy import ColumnElement, Select, and_, or_, select
 
 from leaktrace.store.db import Database
 from leaktrace.store.errors import InvalidInput, NotFound
 from leaktrace.store.listing import Page, Sort, fetch_page
 from leaktrace.store.models import File
 from leaktrace.store.ownership import owned
+from leaktrace.store.pipelines import folder_key
 
 TYPES = ("file", "folder", "archive")
 
@@ -71,6 +72,27 @@ def get(db: Database, *, user_id: str, file_id: str) -> File:
     """One of the account's files; NotFound otherwise."""
     with db.read() as session:
         file = owned(session, File, file_id, user_id=user_id)
+    if file is None:
+        raise NotFound("Requested file does not exist")
+    return file
+
+
+def get_by_object_key(db: Database, *, user_id: str, pipeline_id: str, object_key: str) -> File:
+    """The account's file stored at `object_key` in a pipeline's folder (a job output's
+    `output_prefix + name`, or an upload's key); NotFound otherwise.
+
+    AutoGraph outputs live under their own storage prefix, so they are found by their pipeline and
+    name (the last path segment of the key); the newest wins when a name was produced twice.
+    """
+    storage_key = folder_key(pipeline_id) + object_key
+    name = object_key.rsplit("/", 1)[-1]
+    with db.read() as session:
+        file = session.scalars(
+            select(File)
+            .where(File.user_id == user_id, File.pipeline_id == pipeline_id)
+            .where(or_(File.storage_key == storage_key, and_(File.autograph.is_(True), File.name == name)))
+            .order_by(File.storage_key != storage_key, File.created_at.desc(), File.id)
+        ).first()
     if file is None:
         raise NotFound("Requested file does not exist")
     return file

@@ -250,7 +250,10 @@ class AccessRecord(Base):
     """Who obtained a tag's copy of a job's output, aggregated per (file, tag, ip, user agent)."""
 
     __tablename__ = "access_records"
-    __table_args__ = (Index("ix_access_records_job_tag", "job_id", "tag"),)
+    __table_args__ = (
+        Index("ix_access_records_job_tag", "job_id", "tag"),
+        Index("ix_access_records_file_tag", "file_id", "tag"),
+    )
 
     id: Mapped[str] = mapped_column(ID, primary_key=True, default=new_id)
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
@@ -269,3 +272,14 @@ class AccessRecord(Base):
     percentage_obtained: Mapped[float] = mapped_column(Float, default=0.0)  # 0..100 of the title
     highest_resolution: Mapped[int | None] = mapped_column(Integer)  # frame height in pixels
     streaming_only: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The byte spans of the file sent to this client, disjoint and sorted: [[start, end), ...].
+    sent_spans: Mapped[list[Any] | None] = mapped_column(JSON)
+
+
+class ConsumedLink(Base):
+    """A single-use signed link that has been used, kept until it expires (then it is refused anyway)."""
+
+    __tablename__ = "consumed_links"
+
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[int] = mapped_column(BigInteger, index=True)  # epoch milliseconds

@@ -22,7 +22,7 @@ def test_fresh_sqlite_database_is_migrated_in_wal_mode(tmp_path: Path) -> None:
     db.migrate()  # idempotent
     with db.read() as session:
         assert session.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
+        assert session.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
         assert session.execute(text("SELECT count(*) FROM codecs")).scalar() == 3
         assert session.execute(text("SELECT count(*) FROM presets WHERE type = 'system'")).scalar() == 4
     assert set(Base.metadata.tables) <= set(inspect(db.engine).get_table_names())
