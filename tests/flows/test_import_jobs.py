@@ -204,3 +204,33 @@ def test_an_autograph_rendition_carries_its_logo_and_has_thumbnails(service: Ser
     assert archive["file"]["type"] == "archive"
     with zipfile.ZipFile(service.blob(archive["file"]["id"])) as bundle:
         assert len(bundle.namelist()) == 6  # thumbnails_small
+
+
+def test_a_mediahub_client_lists_the_job_and_reads_a_tagged_copy_in_4_mib_ranges(
+    service: Service, autograph_job: dict, tmp_path: Path
+) -> None:
+    """The calls real MediaHub clients make, in their order, against the imported title."""
+    client, account = service.client, service.account
+    token = client.post("/v1/oauth2/token/", data={
+        "grant_type": "client_credential", "client_id": account.client_id, "client_secret": account.client_secret,
+        "scope": "mediahub,autograph"}).json()["access_token"]  # fmt: skip
+    headers = {"Authorization": f"Bearer {token}"}
+    jobs = client.get("/v1/jobs/?status=SUCCESS&expand=file&autograph=true&sort=created_at&direction=-1", headers=headers)
+    listed = {job["id"]: job for job in jobs.json()["jobs"]}[autograph_job["id"]]
+    file = listed["outputs"][0]["file"]
+    response = client.get(f"/v1/files/downloads/?file_id={file['id']}&autograph_tag=viewer-42&redirect=true",
+                          headers=headers, follow_redirects=False)  # fmt: skip
+    assert response.status_code == 302, response.text
+    location = response.headers["location"]
+    head = client.head(location)
+    assert head.status_code == 200 and head.headers["accept-ranges"] == "bytes"
+    size = int(head.headers["content-length"])
+    chunk = 4 * 1024 * 1024
+    parts = []
+    for start in range(0, size, chunk):
+        part = client.get(location, headers={"Range": f"bytes={start}-{min(start + chunk, size) - 1}"})
+        assert part.status_code == 206
+        parts.append(part.content)
+    expected = tmp_path / "expected.mp4"
+    write_copy(_title(service, file["id"], tmp_path), "viewer-42", expected)
+    assert b"".join(parts) == expected.read_bytes()
