@@ -16,9 +16,9 @@ Measured in one run, on a 720p master of about 60 s built from the 720p test cli
 
 The service is `leaktrace serve` in its own process on a free loopback port, with its own data
 folder (embedded worker, SQLite, local storage) and an account made by `leaktrace admin
-create-app`. Jobs run in rounds of (job, plain encode, AutoGraph job), `repeats` times (ratios of
-medians), so each plain encode sees the load its two jobs see on a shared machine; the engine
-measurements run after the service stops.
+create-app`. Jobs run in rounds of (job, plain encode, AutoGraph job), `repeats` times, so each
+plain encode sees the load its two jobs see on a shared machine; a ratio is the median of the
+rounds' ratios. The engine measurements run after the service stops.
 
     .venv/bin/python -m bench.jobs            # full run, writes BENCHMARKS.md
     .venv/bin/python -m bench.jobs --quick    # tiny master, seconds, no write
@@ -46,6 +46,7 @@ import httpx
 
 from bench import media, report, speed
 from bench.api import _free_port as free_port
+from bench.speed import log
 from leaktrace.autograph.package import MANIFEST_FILE
 from leaktrace.config import Settings
 from leaktrace.flows.imports import TITLES_PREFIX
@@ -84,14 +85,10 @@ MASTER_720P = media.MasterSpec(width=1280, height=720, fps=25, seconds=60.0, crf
 # Quick: a few seconds of a small picture, and chunks small enough that the upload has several.
 QUICK_MASTER = media.MasterSpec(width=480, height=270, fps=25, seconds=6.0, crf=18,
                                 clips=("squirrel_720p25_10s.mp4",))
-FULL = Config(master=MASTER_720P, repeats=2, upload_repeats=3, upload_chunk_bytes=64 << 20,
+FULL = Config(master=MASTER_720P, repeats=3, upload_repeats=3, upload_chunk_bytes=64 << 20,
               engine_repeats=1, position_seconds=2.0)
 QUICK = Config(master=QUICK_MASTER, repeats=1, upload_repeats=1, upload_chunk_bytes=64 << 10,
                engine_repeats=1, position_seconds=2.0)
-
-
-def log(message: str) -> None:
-    speed.log(message)
 
 
 # ---- the service ----------------------------------------------------------------------------------
@@ -366,7 +363,7 @@ def plain_encode(commands: list[list[str]], out_path: Path) -> dict:
 def measure_jobs(service: Service, master: Path, workdir: Path, *, input_name: str, repeats: int) -> tuple[dict, dict]:
     """`repeats` rounds of a job, the plain encode, an AutoGraph job, back to back: each plain encode
     is the baseline of the job just before it and of the AutoGraph job just after it. Returns the
-    comparison for jobs and for AutoGraph jobs (ratios of the medians)."""
+    comparison for jobs and for AutoGraph jobs."""
     out_path = workdir / "plain-encode.mp4"
     commands = plain_encode_command(master, out_path, preset_id=PRESET_720P, data_dir=service.data_dir)
     plains: list[dict] = []
@@ -385,14 +382,16 @@ def measure_jobs(service: Service, master: Path, workdir: Path, *, input_name: s
 
 
 def _compare(jobs: list[dict], plains: list[dict]) -> dict:
-    """Median wall and CPU seconds of the jobs and of the plain encodes, and their ratios. A job's
-    CPU is the server's plus, for AutoGraph, the prepare's worker processes (not reaped into it)."""
-    job_s = statistics.median(j["seconds"] for j in jobs)
-    plain_s = statistics.median(p["seconds"] for p in plains)
-    job_cpu = statistics.median(j["server_cpu_s"] + j.get("manifest", {}).get("worker_cpu_seconds", 0.0) for j in jobs)
-    plain_cpu = statistics.median(p["cpu_s"] for p in plains)
-    return {"jobs": jobs, "plains": plains, "job_s": job_s, "plain_s": plain_s, "ratio": job_s / plain_s,
-            "job_cpu_s": job_cpu, "plain_cpu_s": plain_cpu, "cpu_ratio": job_cpu / plain_cpu}
+    """Median wall and CPU seconds of the jobs and of the plain encodes, and the ratios: the median
+    of each round's job / plain encode (the two ran back to back, under the same load). A job's CPU
+    is the server's plus, for AutoGraph, the prepare's worker processes (not reaped into it)."""
+    job_cpu = [j["server_cpu_s"] + j.get("manifest", {}).get("worker_cpu_seconds", 0.0) for j in jobs]
+    return {"jobs": jobs, "plains": plains,
+            "job_s": statistics.median(j["seconds"] for j in jobs),
+            "plain_s": statistics.median(p["seconds"] for p in plains),
+            "ratio": statistics.median(j["seconds"] / p["seconds"] for j, p in zip(jobs, plains, strict=True)),
+            "job_cpu_s": statistics.median(job_cpu), "plain_cpu_s": statistics.median(p["cpu_s"] for p in plains),
+            "cpu_ratio": statistics.median(cpu / p["cpu_s"] for cpu, p in zip(job_cpu, plains, strict=True))}
 
 
 def _title_manifest(service: Service, file_id: str) -> dict:
@@ -416,32 +415,36 @@ def _verdict(ok: bool) -> str:
     return "OK" if ok else "MISS"
 
 
+def _job_rows(title: str, part: dict, *, target: float, rounds: int, of_the_job: str, cpu_of: str) -> list[list[str]]:
+    """The wall-time row of one kind of job against the plain encode (with what the job spent its
+    time on), and its CPU-time row."""
+    return [
+        [title,
+         f"{part['job_s']:.1f} s / {part['plain_s']:.1f} s (medians; ratio: median of {rounds} rounds' ratios; job "
+         f"{_runs([j['seconds'] for j in part['jobs']])}, plain {_runs([p['seconds'] for p in part['plains']])}; "
+         f"of the job: queued {_runs([j['queued_s'] for j in part['jobs']])} s, {of_the_job})",
+         f"{part['ratio']:.2f}", f"<= {target}", _verdict(part["ratio"] <= target)],
+        ["same, CPU time",
+         f"{part['job_cpu_s']:.1f} s / {part['plain_cpu_s']:.1f} s CPU ({cpu_of} over the job / ffmpeg; "
+         f"medians, ratio: median of {rounds} rounds' ratios)",
+         f"{part['cpu_ratio']:.2f}", "reported", "info"],
+    ]
+
+
 def table_rows(config: Config, up: dict, plain: dict, ag: dict, prep: dict, par: dict) -> list[list[str]]:
     """One row per figure: measure, what was compared, ratio, target, OK/MISS (or info)."""
     n = config.repeats
     sizes = [f"{j['file']['size'] / 1e6:.2f} / {p['size'] / 1e6:.2f}" for j, p in zip(plain["jobs"], plain["plains"])]
     manifests = [j["manifest"] for j in ag["jobs"]]
     return [
-        ["job, one 720p H.264 output / plain ffmpeg encode",
-         f"{plain['job_s']:.1f} s / {plain['plain_s']:.1f} s (medians of {n} rounds: job "
-         f"{_runs([j['seconds'] for j in plain['jobs']])}, plain {_runs([p['seconds'] for p in plain['plains']])}; "
-         f"of the job: queued {_runs([j['queued_s'] for j in plain['jobs']])} s, ffmpeg running "
-         f"{_runs([j['ffmpeg_seen_s'] for j in plain['jobs']])} s; output MB, job / plain: {', '.join(sizes)})",
-         f"{plain['ratio']:.2f}", f"<= {TARGETS['job']}", _verdict(plain["ratio"] <= TARGETS["job"])],
-        ["same, CPU time",
-         f"{plain['job_cpu_s']:.1f} s / {plain['plain_cpu_s']:.1f} s CPU (server process and its reaped children "
-         f"over the job / ffmpeg; medians of {n})",
-         f"{plain['cpu_ratio']:.2f}", "reported", "info"],
-        [f"AutoGraph job ({STRENGTH}), one 720p output / the same plain encode",
-         f"{ag['job_s']:.1f} s / {ag['plain_s']:.1f} s (medians of {n} rounds: job "
-         f"{_runs([j['seconds'] for j in ag['jobs']])}, plain {_runs([p['seconds'] for p in ag['plains']])}; "
-         f"of the job: queued {_runs([j['queued_s'] for j in ag['jobs']])} s, engine prepare "
-         f"{_runs([m['prepare_seconds'] for m in manifests])} s)",
-         f"{ag['ratio']:.2f}", f"<= {TARGETS['autograph_job']}", _verdict(ag["ratio"] <= TARGETS["autograph_job"])],
-        ["same, CPU time",
-         f"{ag['job_cpu_s']:.1f} s / {ag['plain_cpu_s']:.1f} s CPU (server process, its reaped children and the "
-         f"prepare's worker processes / ffmpeg; medians of {n})",
-         f"{ag['cpu_ratio']:.2f}", "reported", "info"],
+        *_job_rows("job, one 720p H.264 output / plain ffmpeg encode", plain, target=TARGETS["job"], rounds=n,
+                   of_the_job=f"ffmpeg running {_runs([j['ffmpeg_seen_s'] for j in plain['jobs']])} s; "
+                              f"output MB, job / plain: {', '.join(sizes)}",
+                   cpu_of="server process and its reaped children"),
+        *_job_rows(f"AutoGraph job ({STRENGTH}), one 720p output / the same plain encode", ag,
+                   target=TARGETS["autograph_job"], rounds=n,
+                   of_the_job=f"engine prepare {_runs([m['prepare_seconds'] for m in manifests])} s",
+                   cpu_of="server process, its reaped children and the prepare's worker processes"),
         ["upload throughput / plain file copy",
          f"{up['upload_mb_s']:.0f} MB/s / {up['copy_mb_s']:.0f} MB/s ({up['bytes'] / 1e6:.1f} MB in {up['chunks']} "
          f"chunk(s); medians of {config.upload_repeats}: upload {', '.join(f'{x:.2f}' for x in up['upload_runs'])} s, "

@@ -39,6 +39,7 @@ def test_quick_run_measures_real_jobs_and_every_ratio(tmp_path: Path, testdata: 
             assert output["duration"] == pytest.approx(1000 * jobs.QUICK_MASTER.seconds, abs=100)
             assert 0 < job["queued_s"] < job["seconds"] and job["server_cpu_s"] > 0
             assert plain["seconds"] > 0 and plain["cpu_s"] > 0
+        # one round: the median of the rounds' ratios is that round's
         assert math.isclose(part["ratio"], part["job_s"] / part["plain_s"])
         assert math.isclose(part["cpu_ratio"], part["job_cpu_s"] / part["plain_cpu_s"])
     # the same encode both ways: the job's ABR output lands within a few per cent of the plain one's bytes
