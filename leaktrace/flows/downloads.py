@@ -79,15 +79,15 @@ class Content:
             index += 1
 
 
-def _read_json(storage: Storage, key: str) -> Any:
+def read_json(storage: Storage, key: str) -> Any:
     return json.loads(b"".join(storage.read_range(key)))
 
 
 @functools.lru_cache(maxsize=TITLE_CACHE_ENTRIES)
 def _layout(storage: Storage, prefix: str, modified_ms: int) -> TitleLayout:
     """The parsed index and key of the title under `prefix`; cached while index.json is unchanged."""
-    index = _read_json(storage, prefix + INDEX_FILE)
-    key = bytes.fromhex(_read_json(storage, prefix + KEY_FILE)["key"])
+    index = read_json(storage, prefix + INDEX_FILE)
+    key = bytes.fromhex(read_json(storage, prefix + KEY_FILE)["key"])
     return TitleLayout(prefix=prefix, key=key, init_size=index["init_size"], fragments=tuple(index["fragments"]))
 
 
