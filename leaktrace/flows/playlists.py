@@ -18,7 +18,10 @@ from dataclasses import dataclass
 from xml.sax.saxutils import quoteattr
 
 from leaktrace.autograph.package import MANIFEST_FILE
-from leaktrace.flows.downloads import Content, Piece, TitleLayout, Unavailable, read_json, tag_pieces, title_layout
+from leaktrace.delivery.tokens import INIT_SEGMENT
+from leaktrace.flows.downloads import (
+    Content, Piece, TitleLayout, Unavailable, read_json, tag_pieces, title_layout, title_prefix,
+)  # fmt: skip
 from leaktrace.storage.base import Storage
 from leaktrace.store.models import File
 
@@ -49,13 +52,6 @@ class Rendition:
         return sum(self.durations_s)
 
 
-def title_prefix(file: File) -> str:
-    """The storage prefix of an AutoGraph file's prepared title (with its trailing slash)."""
-    if not file.autograph or not file.storage_key:
-        raise Unavailable("only stored AutoGraph outputs are streamed")
-    return file.storage_key if file.storage_key.endswith("/") else file.storage_key + "/"
-
-
 def rendition(storage: Storage, file: File, *, tag: str) -> Rendition:
     """The rendition of `file` as `tag`'s stream, from its manifest and fragment index."""
     prefix = title_prefix(file)
@@ -82,12 +78,13 @@ def segments(layout: TitleLayout, tag: str) -> list[Segment]:
     return out
 
 
-def segment(storage: Storage, file: File, *, tag: str, index: int) -> tuple[Content, int, int]:
-    """Segment `index` (0 = init, i + 1 = position i) of `tag`'s stream of `file`: its content,
-    its offset in the tag's copy and the copy's size."""
+def segment(storage: Storage, file: File, *, tag: str, position: int) -> tuple[Content, int, int]:
+    """Position `position`'s segment (`INIT_SEGMENT`: the init) of `tag`'s stream of `file`: its
+    content, its offset in the tag's copy and the copy's size."""
     all_segments = segments(title_layout(storage, title_prefix(file)), tag)
+    index = position - INIT_SEGMENT  # the init is first
     if not 0 <= index < len(all_segments):
-        raise Unavailable(f"the title has no segment {index}")
+        raise Unavailable(f"the title has no position {position}")
     chosen = all_segments[index]
     last = all_segments[-1]
     return Content(storage, [chosen.piece]), chosen.copy_offset, last.copy_offset + last.piece.size
