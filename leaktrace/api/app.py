@@ -17,7 +17,7 @@ from leaktrace.api.guard import RequestGuard
 from leaktrace.api.query import parse_bool, wants_xml
 from leaktrace.api.render import JSON_TYPE, XML_TYPE, serialize
 from leaktrace.api.routes import (
-    applications, backtraces, codecs, downloads, files, jobs, oauth2, pipelines, presets, uploads, users,
+    applications, backtraces, codecs, downloads, files, jobs, oauth2, pipelines, playlists, presets, uploads, users,
 )  # fmt: skip
 from leaktrace.api.throttle import GuessThrottle
 from leaktrace.config import Settings, get_settings
@@ -31,7 +31,7 @@ from leaktrace.tasks.queue import Supervisor, TaskQueue, embedded_consumer, make
 
 ROUTERS = (
     oauth2.router, jobs.router, backtraces.router, users.router, applications.router,
-    pipelines.router, codecs.router, presets.router, uploads.router, downloads.router, files.router,
+    pipelines.router, codecs.router, presets.router, uploads.router, downloads.router, playlists.router, files.router,
 )  # fmt: skip
 
 

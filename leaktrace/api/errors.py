@@ -31,6 +31,7 @@ FAMILIES: dict[str, Family] = {
     "files": Family("0x0230001", "0x0230002", "Requested file does not exist"),
     "backtraces": Family("0x0300001", "0x0300007", "Backtrace does not exist"),
 }
+FAMILIES["playlists"] = FAMILIES["files"]  # playlists deliver files (the reference names no codes of their own)
 GENERIC = Family("0x0000009", "0x0000005", "Resource does not exist")
 
 INTERNAL_ERROR = "0x0000001"

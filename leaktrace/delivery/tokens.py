@@ -18,9 +18,11 @@ import hmac
 import json
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 SIGNING_PURPOSE = "delivery"
+PLAYLIST_PURPOSE = "playlist"  # media playlist URLs (StreamGrant without a segment)
+SEGMENT_PURPOSE = "segment"  # segment URLs (StreamGrant with its segment)
 MAX_TOKEN_CHARS = 4096  # a grant is a few hundred characters; refuse anything far longer unread
 _HEX_SIGNATURE = re.compile(r"^[0-9a-f]{64}$")
 
@@ -53,19 +55,41 @@ class Grant:
     head_only: bool = False
 
 
+@dataclass(frozen=True)
+class StreamGrant:
+    """What a playlist's URL allows: one rendition (file) of one account as one tag's stream.
+
+    A media playlist's URL carries no `segment`; a segment's URL names its `segment` (a position
+    index, or `INIT_SEGMENT` for the init segment). The two are signed under different purposes'
+    keys, so neither stands in for the other, nor for a download's `Grant`.
+    """
+
+    user_id: str
+    application_id: str | None
+    file_id: str
+    tag: str
+    expires_at: int  # Unix time, seconds
+    client_ip: str | None = None
+    segment: int | None = None
+
+
+INIT_SEGMENT = -1  # StreamGrant.segment of the init segment
+AnyGrant = TypeVar("AnyGrant", Grant, StreamGrant)
+
+
 def _sign(payload: str, key: bytes) -> str:
     return hmac.new(key, payload.encode(), hashlib.sha256).hexdigest()
 
 
-def issue(grant: Grant, *, key: bytes) -> str:
+def issue(grant: Grant | StreamGrant, *, key: bytes) -> str:
     """The URL-safe token for `grant`."""
     document = json.dumps(dataclasses.asdict(grant), separators=(",", ":"), sort_keys=True)
     payload = base64.urlsafe_b64encode(document.encode()).decode().rstrip("=")
     return f"{payload}.{_sign(payload, key)}"
 
 
-def check(token: str, *, key: bytes, now_s: float) -> Grant:
-    """The grant of a token signed with `key` and not expired at `now_s`; TokenError otherwise."""
+def check(token: str, *, key: bytes, now_s: float, kind: type[AnyGrant] = Grant) -> AnyGrant:  # type: ignore[assignment]
+    """The `kind` grant of a token signed with `key` and not expired at `now_s`; TokenError otherwise."""
     if len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
         raise TokenError("malformed delivery link")
     payload, signature = token.split(".")
@@ -73,7 +97,7 @@ def check(token: str, *, key: bytes, now_s: float) -> Grant:
         raise TokenError("the delivery link's signature does not match")
     try:
         document: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-        grant = Grant(**document)
+        grant = kind(**document)
     except (binascii.Error, ValueError, TypeError):
         raise TokenError("malformed delivery link") from None
     if grant.expires_at < now_s:

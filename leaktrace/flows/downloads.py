@@ -79,15 +79,15 @@ class Content:
             index += 1
 
 
-def _read_json(storage: Storage, key: str) -> Any:
+def read_json(storage: Storage, key: str) -> Any:
     return json.loads(b"".join(storage.read_range(key)))
 
 
 @functools.lru_cache(maxsize=TITLE_CACHE_ENTRIES)
 def _layout(storage: Storage, prefix: str, modified_ms: int) -> TitleLayout:
     """The parsed index and key of the title under `prefix`; cached while index.json is unchanged."""
-    index = _read_json(storage, prefix + INDEX_FILE)
-    key = bytes.fromhex(_read_json(storage, prefix + KEY_FILE)["key"])
+    index = read_json(storage, prefix + INDEX_FILE)
+    key = bytes.fromhex(read_json(storage, prefix + KEY_FILE)["key"])
     return TitleLayout(prefix=prefix, key=key, init_size=index["init_size"], fragments=tuple(index["fragments"]))
 
 
@@ -113,6 +113,13 @@ def tag_pieces(layout: TitleLayout, tag: str) -> list[Piece]:
     return pieces
 
 
+def title_prefix(file: File) -> str:
+    """The storage prefix of an AutoGraph file's prepared title (with its trailing slash)."""
+    if not file.autograph or not file.storage_key:
+        raise Unavailable("the file is not a stored AutoGraph output")
+    return file.storage_key if file.storage_key.endswith("/") else file.storage_key + "/"
+
+
 def _check_stored(storage: Storage, pieces: list[Piece]) -> None:
     """Every piece lies inside its blob, so a response never stops short of its Content-Length."""
     ends: dict[str, int] = {}
@@ -131,8 +138,7 @@ def open_content(storage: Storage, file: File, *, tag: str | None) -> Content:
     if file.autograph:
         if not tag:
             raise ValueError("an AutoGraph file is only delivered as a tag's copy")
-        prefix = file.storage_key if file.storage_key.endswith("/") else file.storage_key + "/"
-        pieces = tag_pieces(title_layout(storage, prefix), tag)
+        pieces = tag_pieces(title_layout(storage, title_prefix(file)), tag)
     else:
         info = storage.stat(file.storage_key)
         if info is None:

@@ -134,3 +134,10 @@ def delete_file(db: Database, *, user_id: str, file_id: str) -> str | None:
         key = file.storage_key if file.storage == "intern" else None
         session.delete(file)
     return key
+
+
+def autograph_outputs(db: Database, *, user_id: str, job_id: str) -> list[File]:
+    """The account's AutoGraph outputs of one job (its renditions), oldest first."""
+    with db.read() as session:
+        stmt = _filtered(user_id, FileFilters(job_id=job_id)).where(File.autograph.is_(True))
+        return list(session.scalars(stmt.order_by(File.created_at, File.id)))

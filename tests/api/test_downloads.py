@@ -54,9 +54,9 @@ VECTOR_TARGET = (
 
 
 def create_autograph_link(file_id: str, tag: str, client_id: str, client_secret: str, validity_s: int, *,
-                          multi_use: str = "true", extra: str = "") -> str:
+                          multi_use: str = "true", extra: str = "", path: str = "/v1/files/downloads/") -> str:
     """The official script's algorithm (reference §4.1), written out here; `extra` goes before client_id."""
-    url = "/v1/files/downloads/?file_id=" + file_id + "&autograph_tag=" + tag
+    url = path + "?file_id=" + file_id + "&autograph_tag=" + tag
     url += "&redirect=true&multi_use=" + multi_use + extra
     expires = int(time.time()) + validity_s
     url += "&client_id=" + client_id + "&expiry_time=" + str(expires)
@@ -101,15 +101,17 @@ def add_file(db: Database, account: Account, **columns: object) -> str:
     return file_id
 
 
-def store_title(client: TestClient, account: Account, title_dir: Path, tmp_path: Path, *, file_id: str | None = None) -> str:
-    """Store the title as an import job does (prefix titles/<id>/) and record its File."""
+def store_title(client: TestClient, account: Account, title_dir: Path, tmp_path: Path, *, file_id: str | None = None,
+                **columns: object) -> str:
+    """Store the title as an import job does (prefix titles/<id>/) and record its File (`columns` override)."""
     file_id = file_id or new_id()
     staging = tmp_path / f"staging-{file_id}"
     shutil.copytree(title_dir, staging)
     prefix = f"titles/{file_id}/"
     client.app.state.storage.put_tree(prefix, staging)  # type: ignore[attr-defined]
-    return add_file(client.app.state.db, account, id=file_id, name="movie.mp4", storage_key=prefix, autograph=True,  # type: ignore[attr-defined]
-                    subtype="video", mime_type="video/mp4", video_tracks=[{"width": 256, "height": TITLE_HEIGHT}])  # fmt: skip
+    fields: dict[str, object] = {"name": "movie.mp4", "subtype": "video", "mime_type": "video/mp4",
+                                 "video_tracks": [{"width": 256, "height": TITLE_HEIGHT}], **columns}
+    return add_file(client.app.state.db, account, id=file_id, storage_key=prefix, autograph=True, **fields)  # type: ignore[attr-defined]
 
 
 @pytest.fixture

@@ -22,81 +22,28 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from leaktrace.api import errors, ranged, responses
-from leaktrace.api.auth import authenticate, bearer_scheme, token_from
+from leaktrace.api.auth import bearer_scheme
+from leaktrace.api.delivery_auth import (
+    LINK_REFUSED, TOO_MANY_DOWNLOADS, caller, check_address, check_tag, expiry, ip_restriction, recorder, refused, use_up,
+)  # fmt: skip
 from leaktrace.api.openapi import REFERENCE, error, error_responses
 from leaktrace.api.query import ViewOptions, parse_bool, parse_int
-from leaktrace.delivery import addresses, signing, tokens
-from leaktrace.flows.downloads import Content, Unavailable, open_content
-from leaktrace.ids import now_ms
-from leaktrace.spans import Span
-from leaktrace.store import access, accounts
+from leaktrace.delivery import tokens
+from leaktrace.flows.downloads import Unavailable, open_content
+
 from leaktrace.store import files as file_service
 from leaktrace.store.accounts import Principal
 from leaktrace.store.errors import InvalidInput
 from leaktrace.store.models import File
 
 router = APIRouter(tags=["downloads"])
-declare_bearer = Depends(bearer_scheme)  # documents the bearer token; `_caller` reads it (or a signature)
+declare_bearer = Depends(bearer_scheme)  # documents the bearer token; `caller` reads it (or a signature)
 
 PATHS = ("/v1/files/downloads", "/v1/files/intern/downloads")
 DELIVER_PATH = "/v1/files/downloads/deliver"
-DOWNLOAD_SCOPES = ("mediahub_download_files", "mediahub_read")  # `mediahub` implies both
-DEFAULT_URL_LIFETIME_S = 3600  # a delivery URL's life when the request names no expiry_time
-MAX_URL_LIFETIME_S = 7 * 24 * 3600
-MAX_TAG_CHARS = 500  # access_records.tag
 MAX_PARALLEL_DOWNLOADS = 10_000
 COPY_CONTENT_TYPE = "video/mp4"  # a tag's copy is a fragmented MP4
 FALLBACK_CONTENT_TYPE = "application/octet-stream"
-
-# Files-family codes for refused links (beside 0x0230001 invalid input, 0x0230002 not found).
-LINK_REFUSED = "0x0230003"  # bad, tampered or expired signature or delivery token: 403
-LINK_USED = "0x0230004"  # a single-use link already used: 403
-ADDRESS_REFUSED = "0x0230005"  # the link is restricted to another client address: 403
-TOO_MANY_DOWNLOADS = "0x0230006"  # max_parallel_downloads reached: 429
-
-
-def _refused(code: str, message: str, status: int = 403) -> errors.ApiError:
-    return errors.ApiError(status, code, message)
-
-
-# ---- who is asking -------------------------------------------------------------------------------
-
-
-def _caller(request: Request) -> tuple[Principal, Mapping[str, str], signing.SignedRequest | None]:
-    """The caller and the request's parameters: a bearer token wins over a signature (§4.3)."""
-    if token_from(request) is not None:
-        principal, params, signed = authenticate(request), dict(request.query_params), None
-    elif "signature" in request.query_params:
-        state = request.app.state
-        found: dict[str, Principal] = {}
-
-        def secret_for(client_id: str) -> str | None:
-            signer = accounts.link_signer(state.db, state.settings.fernet(), client_id=client_id)
-            if signer is None:
-                return None
-            found["principal"] = signer[0]
-            return signer[1]
-
-        try:
-            target = signing.raw_target(request.scope.get("raw_path", b""), request.scope.get("query_string", b""))
-            signed = signing.verify(target, secret_for=secret_for)
-        except signing.SignatureError as exc:
-            raise _refused(LINK_REFUSED, f"Invalid signed link: {exc.reason}") from None
-        principal, params = found["principal"], signed.params
-    else:
-        raise errors.ApiError(401, errors.AUTHENTICATION_REQUIRED, "Authentication required: a bearer token or a signed link")
-    if not principal.has_any(DOWNLOAD_SCOPES):
-        raise errors.ApiError(403, errors.INSUFFICIENT_SCOPE, f"Insufficient scope: needs {' or '.join(DOWNLOAD_SCOPES)}")
-    return principal, params, signed
-
-
-def client_address(request: Request) -> str | None:
-    """The client's address: the socket peer, or `X-Forwarded-For` behind a trusted proxy."""
-    peer = request.client.host if request.client else None
-    return addresses.client_address(
-        peer=peer, forwarded_for=request.headers.get("x-forwarded-for"),
-        trusted=request.app.state.settings.trusted_proxy_networks,
-    )  # fmt: skip
 
 
 # ---- GET /v1/files/downloads ---------------------------------------------------------------------
@@ -113,63 +60,34 @@ def _file(request: Request, principal: Principal, params: Mapping[str, str]) -> 
     raise InvalidInput("name the file: file_id, or pipeline_id and object_key")
 
 
-def _tag(file: File, raw: str | None) -> str | None:
-    if raw is not None and (not raw or len(raw) > MAX_TAG_CHARS or any(ord(c) < 32 or ord(c) == 127 for c in raw)):
-        raise InvalidInput(f"autograph_tag must be 1 to {MAX_TAG_CHARS} printable characters")
-    if file.autograph and raw is None:
-        raise InvalidInput("autograph_tag is required: an AutoGraph file is only delivered as a tag's copy")
-    if raw is not None and not file.autograph:
-        raise InvalidInput("autograph_tag is only valid for files with autograph: true")
-    return raw
-
-
-def _expiry(params: Mapping[str, str], now_s: int) -> int:
-    """When the delivery URL expires: `expiry_time` (absolute Unix seconds), capped, or the default."""
-    requested = parse_int("expiry_time", params.get("expiry_time"), minimum=signing.MIN_ABSOLUTE_EXPIRY)
-    if requested is None:
-        return now_s + DEFAULT_URL_LIFETIME_S
-    if requested <= now_s:
-        raise InvalidInput("expiry_time has passed")
-    return min(requested, now_s + MAX_URL_LIFETIME_S)
-
-
 def _grant(request: Request, principal: Principal, params: Mapping[str, str]) -> tuple[tokens.Grant, bool]:
     """Check the parameters; returns the grant and whether to redirect."""
     file = _file(request, principal, params)
     if file.type == "folder" or file.storage != "intern" or not file.storage_key:
         raise InvalidInput("only files whose bytes are stored here can be downloaded")
-    tag = _tag(file, params.get("autograph_tag"))
+    tag = check_tag(file, params.get("autograph_tag"))
     redirect = bool(parse_bool("redirect", params.get("redirect")))
     inline = bool(parse_bool("streaming", params.get("streaming")))
     max_parallel = parse_int("max_parallel_downloads", params.get("max_parallel_downloads"), minimum=1,
                              maximum=MAX_PARALLEL_DOWNLOADS)  # fmt: skip
-    client_ip = None
-    if params.get("ip") is not None:
-        try:
-            client_ip = addresses.parse_ip_restriction(params["ip"])
-        except ValueError as exc:
-            raise InvalidInput(str(exc)) from None
-        if not addresses.same_address(client_address(request), client_ip):
-            raise _refused(ADDRESS_REFUSED, "This link is restricted to another client address")
+    client_ip = ip_restriction(request, params)
     grant = tokens.Grant(
         user_id=principal.user_id, application_id=principal.application_id, file_id=file.id, tag=tag,
-        expires_at=_expiry(params, int(time.time())), client_ip=client_ip, max_parallel=max_parallel, inline=inline,
+        expires_at=expiry(params, int(time.time())), client_ip=client_ip, max_parallel=max_parallel, inline=inline,
     )  # fmt: skip
     return grant, redirect
 
 
 def _downloads(request: Request) -> Response:
     """Check the caller and parameters, use up a single-use link, answer the delivery URL."""
-    principal, params, signed = _caller(request)
+    principal, params, signed = caller(request)
     view = ViewOptions.from_request(request)  # before a single-use link is used up
     grant, redirect = _grant(request, principal, params)
-    if signed is not None and not signed.multi_use:
-        if request.method == "HEAD":
-            # A client looks before it fetches; the look must not use the link up, nor fetch anything.
-            grant = dataclasses.replace(grant, head_only=True)
-        elif not access.consume_link(request.app.state.db, signature=signed.signature,
-                                     expires_at_ms=(signed.expiry_time + signing.CLOCK_SKEW_S) * 1000):  # fmt: skip
-            raise _refused(LINK_USED, "This single-use link has already been used")
+    if signed is not None and not signed.multi_use and request.method == "HEAD":
+        # A client looks before it fetches; the look must not use the link up, nor fetch anything.
+        grant = dataclasses.replace(grant, head_only=True)
+    else:
+        use_up(request, signed)
     settings = request.app.state.settings
     url = f"{settings.base_url}{DELIVER_PATH}/{tokens.issue(grant, key=settings.signing_key(tokens.SIGNING_PURPOSE))}"
     if redirect:
@@ -242,40 +160,14 @@ def _representation(file: File, grant: tokens.Grant, size: int) -> ranged.Repres
     )
 
 
-def _height(file: File) -> int | None:
-    tracks = file.video_tracks or []
-    heights = [track.get("height") for track in tracks if isinstance(track, dict) and track.get("height")]
-    return max(heights) if heights else None
-
-
-def _recorder(request: Request, file: File, grant: tokens.Grant, content: Content, ip: str | None) -> ranged.SendDone:
-    """What the response calls when it ends: queue the delivery for recording, free its slot."""
-    state = request.app.state
-    headers = request.headers
-    started_ms = now_ms()
-
-    def done(sent: list[Span]) -> None:
-        state.in_flight.release(file.id, grant.tag)
-        state.access_recorder.submit(access.Delivery(
-            user_id=file.user_id, application_id=grant.application_id, job_id=file.job_id, file_id=file.id,
-            tag=grant.tag, file_size=content.size, spans=tuple(sent), at_ms=started_ms, ip_address=ip,
-            user_agent=headers.get("user-agent"), accept_language=headers.get("accept-language"),
-            highest_resolution=_height(file),
-        ))  # fmt: skip
-
-    return done
-
-
 def deliver(request: Request) -> Response:
     """Stream the granted file (or tag's copy): whole, one range or several; HEAD: headers only."""
     state, token = request.app.state, request.path_params["token"]
     try:
         grant = tokens.check(token, key=state.settings.signing_key(tokens.SIGNING_PURPOSE), now_s=time.time())
     except tokens.TokenError as exc:
-        raise _refused(LINK_REFUSED, f"Invalid download link: {exc.reason}") from None
-    ip = client_address(request)
-    if grant.client_ip is not None and not addresses.same_address(ip, grant.client_ip):
-        raise _refused(ADDRESS_REFUSED, "This link is restricted to another client address")
+        raise refused(LINK_REFUSED, f"Invalid download link: {exc.reason}") from None
+    ip = check_address(request, grant.client_ip)
     file = file_service.get(state.db, user_id=grant.user_id, file_id=grant.file_id)
     try:
         content = open_content(state.storage, file, tag=grant.tag)
@@ -284,14 +176,16 @@ def deliver(request: Request) -> Response:
     representation = _representation(file, grant, content.size)
     head = request.method == "HEAD"
     if grant.head_only and not head:
-        raise _refused(LINK_REFUSED, "This download link answers HEAD only: GET the signed link itself")
+        raise refused(LINK_REFUSED, "This download link answers HEAD only: GET the signed link itself")
     if head:
         return ranged.respond(content, request_headers=request.headers, representation=representation, head=True, on_done=None)
     if not state.in_flight.try_acquire(file.id, grant.tag, limit=grant.max_parallel):
-        raise _refused(TOO_MANY_DOWNLOADS, f"Too many parallel downloads: at most {grant.max_parallel}", status=429)
+        raise refused(TOO_MANY_DOWNLOADS, f"Too many parallel downloads: at most {grant.max_parallel}", status=429)
     try:
         return ranged.respond(content, request_headers=request.headers, representation=representation, head=False,
-                              on_done=_recorder(request, file, grant, content, ip))  # fmt: skip
+                              on_done=recorder(request, file, application_id=grant.application_id,
+                                               tag=grant.tag, copy_size=content.size, ip=ip,
+                                               on_end=lambda: state.in_flight.release(file.id, grant.tag)))  # fmt: skip
     except BaseException:
         state.in_flight.release(file.id, grant.tag)
         raise
