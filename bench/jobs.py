@@ -26,7 +26,6 @@ rounds' ratios. The engine measurements run after the service stops.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -464,12 +463,7 @@ def table_rows(config: Config, up: dict, plain: dict, ag: dict, prep: dict, par:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny master, seconds, no BENCHMARKS.md write")
-    parser.add_argument("--no-write", action="store_true", help="print only, do not touch BENCHMARKS.md")
-    parser.add_argument("--write", action="store_true", help="write BENCHMARKS.md even with --quick (labelled quick)")
-    parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
-    args = parser.parse_args(argv)
+    args = report.parse_run_options(argv, description=__doc__.split("\n\n")[0], quick_help="tiny master, seconds, no BENCHMARKS.md write")
     config = QUICK if args.quick else FULL
     media.require_testdata()
     workdir = media.OUT / ("jobs-quick" if args.quick else "jobs")

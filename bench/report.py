@@ -13,6 +13,7 @@ Numbers are never typed into BENCHMARKS.md by hand: only this module writes it.
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import os
 import platform
@@ -138,3 +139,15 @@ def write_section(name: str, *, title: str, body: str, command: str,
     document = path.read_text() if path.exists() else ""
     path.write_text(replace_section(document, name, section))
     return path
+
+
+def parse_run_options(argv: list[str] | None, *, description: str, quick_help: str) -> argparse.Namespace:
+    """The options every benchmark script takes: --quick, --no-write, --write, --json-out."""
+
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help=quick_help)
+    parser.add_argument("--no-write", action="store_true", help="print only, do not touch BENCHMARKS.md")
+    parser.add_argument("--write", action="store_true", help="write BENCHMARKS.md even with --quick (labelled quick)")
+    parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
+    return parser.parse_args(argv)

@@ -21,7 +21,6 @@ copies are repeated (median).
 
 from __future__ import annotations
 
-import argparse
 import json
 import resource
 import shutil
@@ -190,12 +189,7 @@ def measure_scoring(n_candidates: int, n_positions: int) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny inputs, no BENCHMARKS.md write")
-    parser.add_argument("--no-write", action="store_true", help="print only, do not touch BENCHMARKS.md")
-    parser.add_argument("--write", action="store_true", help="write BENCHMARKS.md even with --quick (labelled quick)")
-    parser.add_argument("--json-out", type=Path, help="also write the results as JSON here")
-    args = parser.parse_args(argv)
+    args = report.parse_run_options(argv, description=__doc__.split("\n\n")[0], quick_help="tiny inputs, no BENCHMARKS.md write")
     config = QUICK if args.quick else FULL
     media.require_testdata()
     missing = engine.missing_commands()
